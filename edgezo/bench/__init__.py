@@ -1,0 +1,52 @@
+"""Benchmarks: ``edgezo bench NAME --out DIR [--quick]``.
+
+Each benchmark is a module with ``run(args) -> dict`` (the result, holding a
+top-level ``"goals"`` object) and ``plot(result, path)``; optionally
+``add_arguments(parser)`` for extra flags. Benchmarks compare side by side in
+one process (ratios) and never assert a wall-clock time. The runner writes
+``DIR/NAME.json`` and ``DIR/NAME.png`` atomically.
+"""
+
+from __future__ import annotations
+
+import importlib
+import platform
+import time
+from pathlib import Path
+
+import torch
+
+from .. import __version__, io
+
+BENCHMARKS: dict[str, str] = {
+    "estimators": "edgezo.bench.estimators",
+}
+
+
+def load(name: str):
+    if name not in BENCHMARKS:
+        raise ValueError(f"unknown benchmark {name!r}; available: {', '.join(sorted(BENCHMARKS))}")
+    return importlib.import_module(BENCHMARKS[name])
+
+
+def environment() -> dict:
+    return {"edgezo": __version__, "torch": torch.__version__, "python": platform.python_version(),
+            "machine": platform.machine(), "threads": torch.get_num_threads(),
+            "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
+
+
+def run_benchmark(name: str, args) -> dict:
+    module = load(name)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    result = module.run(args)
+    if "goals" not in result:
+        raise RuntimeError(f"benchmark {name} returned no 'goals'")
+    result.setdefault("benchmark", name)
+    result["quick"] = bool(getattr(args, "quick", False))
+    result["environment"] = environment()
+    result["wall_s"] = round(time.perf_counter() - t0, 2)
+    io.write_json(out / f"{name}.json", result)
+    module.plot(result, out / f"{name}.png")
+    return result

@@ -1,0 +1,170 @@
+"""The ``edgezo`` command line.
+
+    edgezo train [--recipe NAME|FILE] [--out DIR] [--resume] [--estimator fo|rge|cge|...]
+    edgezo recipes
+    edgezo bench NAME [--out DIR] [--quick]
+
+Other folders add sub-commands through :data:`EXTRA_COMMANDS` (a module path to
+a ``register(subparsers)`` function), imported only when the CLI starts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+import time
+from pathlib import Path
+
+EXTRA_COMMANDS: dict[str, str] = {}
+
+
+class CLIError(Exception):
+    """A user error: printed as ``edgezo: error: ...`` with exit status 2."""
+
+
+def _known_errors() -> tuple[type[BaseException], ...]:
+    from .data import DataError
+    from .oracle import OracleError
+    from .recipes import RecipeError
+    from .trainer import ResumeError, TrainingDiverged
+
+    return (CLIError, DataError, RecipeError, ResumeError, TrainingDiverged, OracleError, ValueError,
+            FileNotFoundError, ImportError)
+
+
+def _default_out(recipe: str) -> Path:
+    return Path("runs") / f"{time.strftime('%Y%m%d-%H%M%S')}-{recipe}"
+
+
+def cmd_train(args) -> int:
+    from . import io
+    from .plots import plot_training
+    from .recipes import DEFAULT_RECIPE, apply_overrides, build_trainer, get_recipe, parse_set, with_estimator
+    from .trainer import TrainingDiverged
+
+    recipe = get_recipe(args.recipe or DEFAULT_RECIPE)
+    overrides = parse_set(args.set or [])
+    for flag, key in (("epochs", "train.epochs"), ("seed", "train.seed"), ("batch_size", "train.batch_size"),
+                      ("max_steps", "train.max_steps")):
+        if getattr(args, flag) is not None:
+            overrides[key] = getattr(args, flag)
+    if args.estimator:
+        recipe = with_estimator(recipe, args.estimator)
+    recipe = apply_overrides(recipe, overrides)
+    if args.resume and not args.out:
+        raise CLIError("--resume needs --out DIR pointing at the interrupted run")
+    out = Path(args.out) if args.out else _default_out(recipe.name)
+    if not args.resume and (out / "checkpoint.pt").exists() and not args.force:
+        raise CLIError(f"{out} already holds a run (checkpoint.pt); use --resume to continue it, "
+                       "--force to start over, or another --out")
+    trainer = build_trainer(recipe, data_path=args.data, device=args.device, out_dir=out,
+                            progress=not args.no_progress, backend=args.backend)
+    print(f"edgezo: training {recipe.name} ({trainer.phases[0].estimator!r}, {trainer.oracle.dim} parameters, "
+          f"{trainer.total_steps} steps) -> {out}", file=sys.stderr)
+    try:
+        metrics = trainer.run(resume=args.resume)
+    except TrainingDiverged as err:
+        partial = trainer.metrics()
+        partial.update(status="diverged", error=str(err))
+        io.write_json(out / "metrics.json", partial)
+        raise
+    metrics["status"] = "completed"
+    io.write_json(out / "metrics.json", metrics)
+    metric = trainer.primary_metric
+    plot_training(trainer.state.losses, trainer.state.evals, out / "curves.png",
+                  title=f"{recipe.name} · {metrics['estimator']}", metric=metric)
+    value = metrics.get(metric)
+    shown = f"{metric} {value:.4f}" if isinstance(value, float) else f"{metric} {value}"
+    print(f"{recipe.name}: {shown} · {metrics['estimator']} · {metrics['forward_passes']} forward passes · "
+          f"{metrics['wall_s']:.1f} s · {metrics['peak_rss_mb']:.0f} MB peak · {out}")
+    return 0
+
+
+def cmd_recipes(args) -> int:
+    from .recipes import recipes
+
+    for r in sorted(recipes().values(), key=lambda r: r.name):
+        print(r.summary())
+    return 0
+
+
+def cmd_bench(args) -> int:
+    from .bench import run_benchmark
+
+    result = run_benchmark(args.name, args)
+    goals = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in result["goals"].items())
+    print(f"bench {args.name}: {goals} -> {Path(args.out) / (args.name + '.json')}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
+    parser = argparse.ArgumentParser(prog="edgezo", description="Forward-only (zeroth-order) training.")
+    parser.add_argument("--version", action="version", version=f"edgezo {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    train = sub.add_parser("train", help="train a recipe (default: digits-mlp)")
+    train.add_argument("--recipe", help="recipe name (see `edgezo recipes`) or path to a .toml file")
+    train.add_argument("--out", help="output directory (default: runs/<timestamp>-<recipe>)")
+    train.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
+    train.add_argument("--force", action="store_true", help="start over even if --out holds a run")
+    train.add_argument("--estimator", help="replace the recipe's estimator schedule (fo = autograd baseline)")
+    train.add_argument("--data", help="data path for recipes that need one (MNIST, CIFAR-10)")
+    train.add_argument("--device", default="cpu", help="torch device (cpu, cuda, cuda:1)")
+    train.add_argument("--backend", default="torch", help="oracle backend (torch; others when installed)")
+    train.add_argument("--epochs", type=int)
+    train.add_argument("--max-steps", type=int)
+    train.add_argument("--batch-size", type=int)
+    train.add_argument("--seed", type=int)
+    train.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE",
+                       help="override any recipe field, e.g. --set estimator.q=64")
+    train.add_argument("--no-progress", action="store_true", help="no progress bar")
+    train.set_defaults(func=cmd_train)
+
+    rec = sub.add_parser("recipes", help="list the recipes")
+    rec.set_defaults(func=cmd_recipes)
+
+    from .bench import BENCHMARKS, load
+
+    bench = sub.add_parser("bench", help="run a benchmark, write DIR/NAME.json and DIR/NAME.png")
+    bench_sub = bench.add_subparsers(dest="name", metavar="NAME")
+    for name in sorted(BENCHMARKS):
+        b = bench_sub.add_parser(name)
+        b.add_argument("--out", default="bench-out", help="output directory (default: bench-out)")
+        b.add_argument("--quick", action="store_true", help="reduced size (a few minutes on 2 CPU cores)")
+        b.add_argument("--seed", type=int, default=0)
+        module = load(name)
+        if hasattr(module, "add_arguments"):
+            module.add_arguments(b)
+        b.set_defaults(func=cmd_bench)
+
+    for name, target in EXTRA_COMMANDS.items():
+        module_name, func = target.split(":")
+        getattr(importlib.import_module(module_name), func)(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        if args.command == "bench":
+            parser.error("bench needs a NAME: " + ", ".join(sorted(__import__("edgezo.bench").bench.BENCHMARKS)))
+        parser.print_help()
+        return 2 if args.command else 0
+    if args.command is None:
+        return 0
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        print("edgezo: interrupted; the last checkpoint (if any) is intact — continue with --resume", file=sys.stderr)
+        return 130
+    except _known_errors() as err:
+        print(f"edgezo: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

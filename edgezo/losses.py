@@ -1,0 +1,40 @@
+"""Losses over a leading perturbation axis.
+
+A loss function maps model outputs of shape ``(*lead, B, ...)`` and targets of
+shape ``(B, ...)`` to one value per leading index (the batch mean), shape
+``lead``. The same function serves one forward (``lead = ()``) and q stacked
+perturbed forwards (``lead = (q,)``).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def cross_entropy(outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Mean cross-entropy ``−(1/B) Σ_b log softmax(o_b)[y_b]`` per leading index."""
+    lead = outputs.shape[:-2]
+    b, c = outputs.shape[-2:]
+    flat = outputs.reshape(-1, c)
+    y = targets.reshape(1, b).expand(flat.shape[0] // b, b).reshape(-1) if lead else targets
+    per_sample = F.cross_entropy(flat, y, reduction="none")
+    return per_sample.view(*lead, b).mean(-1)
+
+
+def mse(outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Mean squared error ``(1/B) Σ_b ‖o_b − t_b‖² / n`` per leading index."""
+    b = targets.shape[0]
+    lead = outputs.shape[: outputs.dim() - targets.dim()]
+    err = (outputs - targets).reshape(*lead, b, -1)
+    return err.pow(2).mean(dim=(-1, -2))
+
+
+LOSSES = {"cross_entropy": cross_entropy, "mse": mse}
+
+
+def get_loss(name: str):
+    try:
+        return LOSSES[name]
+    except KeyError:
+        raise ValueError(f"unknown loss {name!r}; known: {', '.join(LOSSES)}") from None

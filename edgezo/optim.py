@@ -1,0 +1,82 @@
+"""Optimizers fed by a gradient estimate.
+
+On a host the estimate goes into ``.grad`` and a plain ``torch.optim``
+optimizer steps (SGD with momentum, Adam, ...). Two additions that torch does
+not ship:
+
+* :class:`SignSGD` — ZO-signSGD (Liu et al., ICLR 2019): ``θ ← θ − lr·sign(ĝ)``
+  (optionally on a momentum buffer ``m ← β m + ĝ``).
+* seed-SGD — ``θ ← θ − lr Σ c_i z(seed_i)`` applied from (seed, coefficient)
+  pairs (MeZO); the only update a device needs. See :func:`seed_sgd_step`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterable
+
+import torch
+
+from .estimators.base import Estimate
+from .oracle import Oracle
+
+
+class SignSGD(torch.optim.Optimizer):
+    """ZO-signSGD: ``θ ← θ − lr · sign(m)``, ``m = ĝ`` (or ``β m + ĝ`` with momentum β)."""
+
+    def __init__(self, params: Iterable[torch.Tensor], lr: float = 1e-3, momentum: float = 0.0):
+        if lr <= 0:
+            raise ValueError(f"lr must be > 0, got {lr}")
+        if not 0.0 <= momentum < 1.0:
+            raise ValueError(f"momentum must be in [0, 1), got {momentum}")
+        super().__init__(params, dict(lr=lr, momentum=momentum))
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                d = p.grad
+                if group["momentum"]:
+                    buf = self.state[p].setdefault("momentum_buffer", torch.zeros_like(p))
+                    buf.mul_(group["momentum"]).add_(d)
+                    d = buf
+                p.add_(torch.sign(d), alpha=-group["lr"])
+
+
+def seed_sgd_step(oracle: Oracle, estimate: Estimate, lr: float) -> None:
+    """Apply an RGE estimate as seed pairs: ``θ ← θ − lr Σ c_i z(seed_i)``."""
+    if estimate.coord_terms or estimate.dense is not None:
+        raise ValueError("seed-SGD needs an estimate made of (seed, coefficient) pairs (use the rge estimator)")
+    for term in estimate.seed_terms:
+        oracle.apply_seed_update(term, lr)
+
+
+OPTIMIZERS = ("sgd", "adam", "adamw", "sign-sgd", "seed-sgd")
+
+
+def build_optimizer(params: list[torch.Tensor] | None, spec: dict[str, Any]) -> torch.optim.Optimizer | None:
+    """``{"kind": "adam", "lr": 1e-3, ...}`` → a torch optimizer (None for seed-sgd)."""
+    spec = dict(spec)
+    kind = spec.pop("kind", "adam")
+    spec.pop("schedule", None)
+    if kind == "seed-sgd":
+        return None
+    if params is None:
+        raise ValueError(f"optimizer {kind!r} needs host parameters")
+    try:
+        if kind == "sgd":
+            return torch.optim.SGD(params, **spec)
+        if kind == "adam":
+            if "betas" in spec:
+                spec["betas"] = tuple(spec["betas"])
+            return torch.optim.Adam(params, **spec)
+        if kind == "adamw":
+            if "betas" in spec:
+                spec["betas"] = tuple(spec["betas"])
+            return torch.optim.AdamW(params, **spec)
+        if kind == "sign-sgd":
+            return SignSGD(params, **spec)
+    except TypeError as err:
+        raise ValueError(f"bad options for optimizer {kind!r}: {err}") from None
+    raise ValueError(f"unknown optimizer {kind!r}; available: {', '.join(OPTIMIZERS)}")

@@ -1,0 +1,211 @@
+"""TorchOracle: losses of a ``torch.nn.Module`` at many perturbed points.
+
+Perturbed points are never written into the module: each evaluation builds
+``P = θ + s·Z`` (or ``θ + δ e_j``) as new tensors and runs the model
+functionally, so θ is restored exactly (bit for bit, in any dtype) — the MeZO
+in-place ``+μ, −2μ, +μ`` drift cannot happen.
+
+Three evaluation paths:
+
+* ``"loop"`` — one ``torch.func.functional_call`` per point;
+* ``"stacked"`` — the model's own ``forward_stacked(params, x)`` evaluates all
+  q points in one call along a leading perturbation axis (e.g. ``baddbmm`` for
+  an MLP);
+* ``"vmap"`` — ``torch.func.vmap`` over ``functional_call``.
+
+``path="auto"`` times the available paths on the first call for each query
+shape (query kind, number of points, batch size) and keeps the fastest; the
+choice is part of :meth:`state_dict` so a resumed run takes the same path.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import torch
+from torch.func import functional_call
+
+from ..direction_cache import cached_directions
+from ..oracle import Batch, CoordQueries, Counters, Oracle, Queries, SeedQueries, SeedUpdate, batch_size_of
+from ..params import GroupSpec, ParamSpace
+
+PATHS = ("loop", "stacked", "vmap")
+
+
+class TorchOracle(Oracle):
+    """Oracle over a torch module.
+
+    Args:
+        model: the network; parameters stay where they are (CPU or CUDA).
+        loss_fn: ``loss_fn(outputs (*lead, B, ...), targets (B, ...)) -> (*lead)``
+            (see :mod:`edgezo.losses`).
+        groups: parameter grouping for :class:`~edgezo.params.ParamSpace`.
+        path: ``"auto"`` or one of ``"loop"``, ``"stacked"``, ``"vmap"``.
+        max_stack_elems: bound on ``q_chunk × dim`` entries of a stacked
+            parameter block; larger query sets are evaluated in chunks.
+    """
+
+    backend = "torch"
+
+    def __init__(self, model: torch.nn.Module, loss_fn, *, groups: GroupSpec = None, path: str = "auto",
+                 max_stack_elems: int = 2**24):
+        if path != "auto" and path not in PATHS:
+            raise ValueError(f"unknown evaluation path {path!r}; use 'auto' or one of {PATHS}")
+        if path == "stacked" and not hasattr(model, "forward_stacked"):
+            raise ValueError(f"{type(model).__name__} has no forward_stacked(); use path='loop' or 'vmap'")
+        self.model = model
+        self.loss_fn = loss_fn
+        self.space = ParamSpace(model, groups)
+        self.layout = self.space.layout
+        self.path = path
+        self.max_stack_elems = int(max_stack_elems)
+        self.counters = Counters()
+        self.choices: dict[str, str] = {}
+        self.timings: dict[str, dict[str, float]] = {}
+
+    # --- parameters ---------------------------------------------------------
+    @property
+    def device(self) -> torch.device:
+        return self.space.device
+
+    def get_flat(self) -> torch.Tensor:
+        return self.space.get_flat()
+
+    def set_flat(self, values: torch.Tensor) -> None:
+        self.space.set_flat(values.to(device=self.device, dtype=self.space.dtype))
+
+    def optimizer_parameters(self) -> list[torch.Tensor]:
+        return self.space.parameters()
+
+    def set_grad(self, grad: torch.Tensor) -> None:
+        self.space.set_grad_flat(grad)
+
+    def apply_seed_update(self, update: SeedUpdate, lr: float) -> None:
+        g = self.layout.group(update.group)
+        z = cached_directions(update.seeds, g.offset, g.numel, update.kind, self.device, self.space.dtype)
+        coeffs = torch.tensor(update.coeffs, dtype=z.dtype, device=z.device)
+        step = (coeffs @ z) * lr
+        with torch.no_grad():
+            for name, p in self.space.named_parameters():
+                e = self.layout.entry(name)
+                lo, hi = max(e.offset, g.offset), min(e.offset + e.numel, g.stop)
+                if lo < hi:
+                    p.view(-1)[lo - e.offset : hi - e.offset] -= step[lo - g.offset : hi - g.offset]
+
+    # --- evaluation -----------------------------------------------------------
+    def _batch_to_device(self, batch: Batch):
+        return [t.to(self.device) if isinstance(t, torch.Tensor) else t for t in batch]
+
+    def _perturbed(self, theta: torch.Tensor, queries: Queries, lo: int, hi: int) -> torch.Tensor:
+        """Rows ``lo:hi`` of the perturbed parameter block, shape (hi-lo, dim)."""
+        n = hi - lo
+        block = theta.unsqueeze(0).expand(n, -1).clone()
+        if isinstance(queries, SeedQueries):
+            g = self.layout.group(queries.group)
+            z = cached_directions(queries.seeds, g.offset, g.numel, queries.kind, theta.device, theta.dtype)[lo:hi]
+            scales = torch.tensor(queries.scales[lo:hi], dtype=theta.dtype, device=theta.device)
+            block[:, g.offset : g.stop] += scales.unsqueeze(1) * z
+        else:
+            coords = torch.tensor(queries.coords[lo:hi], dtype=torch.long, device=theta.device)
+            if n and (int(coords.min()) < 0 or int(coords.max()) >= self.dim):
+                raise IndexError(f"coordinate out of range [0, {self.dim})")
+            deltas = torch.tensor(queries.deltas[lo:hi], dtype=theta.dtype, device=theta.device)
+            rows = torch.arange(n, device=theta.device)
+            block[rows, coords] += deltas
+        return block
+
+    def _run(self, path: str, block: torch.Tensor, x, y) -> torch.Tensor:
+        params = self.layout.split(block)
+        buffers = dict(self.model.named_buffers())
+        if path == "stacked":
+            return self.loss_fn(self.model.forward_stacked(params, x), y)
+        if path == "vmap":
+            def one(p):
+                return self.loss_fn(functional_call(self.model, (p, buffers), (x,)), y)
+            return torch.func.vmap(one)(params)
+        out = []
+        for i in range(block.shape[0]):
+            row = {k: v[i] for k, v in params.items()}
+            out.append(self.loss_fn(functional_call(self.model, (row, buffers), (x,)), y))
+        return torch.stack(out)
+
+    def _available_paths(self) -> list[str]:
+        paths = ["loop", "vmap"]
+        if hasattr(self.model, "forward_stacked"):
+            paths.insert(1, "stacked")
+        return paths
+
+    def _choose(self, key: str, block: torch.Tensor, x, y) -> str:
+        if self.path != "auto":
+            return self.path
+        if key in self.choices:
+            return self.choices[key]
+        timings = {}
+        for path in self._available_paths():
+            try:
+                self._run(path, block, x, y)  # warm-up
+            except Exception:  # a path the model does not support (e.g. vmap over data-dependent code)
+                continue
+            best = float("inf")
+            for _ in range(3):
+                if block.is_cuda:
+                    torch.cuda.synchronize()
+                t0 = time.perf_counter()
+                self._run(path, block, x, y)
+                if block.is_cuda:
+                    torch.cuda.synchronize()
+                best = min(best, time.perf_counter() - t0)
+            timings[path] = best * 1e6
+        choice = min(timings, key=timings.get)
+        self.choices[key] = choice
+        self.timings[key] = timings
+        return choice
+
+    def evaluate(self, queries: Queries, batch: Batch) -> torch.Tensor:
+        x, y = self._batch_to_device(batch)[:2]
+        q = len(queries)
+        theta = self.space.get_flat()
+        chunk = max(1, min(q, self.max_stack_elems // max(1, self.dim)))
+        kind = "seed" if isinstance(queries, SeedQueries) else "coord"
+        losses = []
+        with torch.no_grad():
+            for lo in range(0, q, chunk):
+                hi = min(q, lo + chunk)
+                block = self._perturbed(theta, queries, lo, hi)
+                path = self._choose(f"{kind}:q={hi - lo}:b={batch_size_of(batch)}", block, x, y)
+                losses.append(self._run(path, block, x, y).reshape(-1))
+        self.counters.add(q, batch_size_of(batch))
+        return torch.cat(losses).to(torch.float64)
+
+    def loss(self, batch: Batch) -> float:
+        x, y = self._batch_to_device(batch)[:2]
+        with torch.no_grad():
+            value = self.loss_fn(self.model(x), y)
+        self.counters.add(1, batch_size_of(batch))
+        return float(value)
+
+    def autograd(self, batch: Batch) -> tuple[float, torch.Tensor]:
+        x, y = self._batch_to_device(batch)[:2]
+        params = self.space.parameters()
+        for p in params:
+            p.grad = None
+        value = self.loss_fn(self.model(x), y)
+        grads = torch.autograd.grad(value, params)
+        self.counters.add(1, batch_size_of(batch))
+        return float(value.detach()), torch.cat([g.reshape(-1) for g in grads])
+
+    def predict(self, x: torch.Tensor) -> torch.Tensor:
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            with torch.no_grad():
+                return self.model(x.to(self.device))
+        finally:
+            self.model.train(was_training)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"choices": dict(self.choices)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.choices.update(state.get("choices", {}))

@@ -1,0 +1,255 @@
+"""Named recipes: a model, data, loss, estimator schedule and optimizer in a TOML file.
+
+Recipes live in ``models/recipes/*.toml`` (package ``edgezo.models``). The
+registry refuses two recipes with the same name. A recipe's ``task`` names the
+builder that turns it into a :class:`~edgezo.trainer.Trainer`; builders are
+looked up lazily by module path, so adapters (PINN, solver, ...) add tasks
+without the engine importing them eagerly.
+
+A minimal classification recipe::
+
+    name = "digits-mlp"
+    description = "..."
+    [data]      name = "digits"
+    [model]     kind = "mlp", sizes = [64, 32, 10]
+    [estimator] kind = "rge", q = 20, mu = 0.01
+    [optimizer] kind = "adam", lr = 1e-3
+    [train]     epochs = 20, batch_size = 64, seed = 0
+
+``[[phases]]`` tables (``start_epoch``, ``estimator``, ``optimizer``) replace
+``[estimator]``/``[optimizer]`` for a schedule of estimators.
+"""
+
+from __future__ import annotations
+
+import copy
+import importlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    import tomli as tomllib  # type: ignore[no-redef]
+
+RECIPE_DIR = Path(__file__).resolve().parent.parent / "models" / "recipes"
+
+TASKS: dict[str, str] = {
+    "classification": "edgezo.recipes:build_classification",
+}
+
+
+class RecipeError(ValueError):
+    """A recipe file or an override is malformed."""
+
+
+@dataclass
+class Recipe:
+    name: str
+    description: str
+    config: dict[str, Any]
+    source: str = "<memory>"
+    defaults: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def task(self) -> str:
+        return self.config.get("task", "classification")
+
+    def section(self, key: str) -> dict[str, Any]:
+        return copy.deepcopy(self.config.get(key, {}))
+
+    def summary(self) -> str:
+        est = self.config.get("estimator", {}).get("kind") or "+".join(
+            p.get("estimator", {}).get("kind", "?") for p in self.config.get("phases", []))
+        return f"{self.name:<22} {self.task:<15} {est:<14} {self.description}"
+
+
+def _recipe_dir() -> Path:
+    try:
+        from importlib.resources import files
+
+        return Path(str(files("edgezo.models") / "recipes"))
+    except Exception:
+        return RECIPE_DIR
+
+
+def parse_recipe(text: str, source: str = "<memory>") -> Recipe:
+    try:
+        cfg = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as err:
+        raise RecipeError(f"{source}: not valid TOML ({err})") from None
+    for key in ("name", "description"):
+        if not isinstance(cfg.get(key), str) or not cfg[key]:
+            raise RecipeError(f"{source}: missing the string field {key!r}")
+    if "estimator" not in cfg and "phases" not in cfg:
+        raise RecipeError(f"{source}: needs an [estimator] table or [[phases]]")
+    return Recipe(cfg["name"], cfg["description"], cfg, source)
+
+
+_REGISTRY: dict[str, Recipe] | None = None
+
+
+def register_recipe(recipe: Recipe) -> None:
+    """Add a recipe; a name already taken is refused."""
+    reg = recipes()
+    if recipe.name in reg:
+        raise RecipeError(f"duplicate recipe name {recipe.name!r}: {reg[recipe.name].source} and {recipe.source}")
+    reg[recipe.name] = recipe
+
+
+def recipes() -> dict[str, Recipe]:
+    """All recipes by name (loaded once from the recipe folder)."""
+    global _REGISTRY
+    if _REGISTRY is None:
+        found: dict[str, Recipe] = {}
+        for path in sorted(_recipe_dir().glob("*.toml")):
+            r = parse_recipe(path.read_text(), str(path))
+            if r.name in found:
+                raise RecipeError(f"duplicate recipe name {r.name!r}: {found[r.name].source} and {path}")
+            found[r.name] = r
+        _REGISTRY = found
+    return _REGISTRY
+
+
+DEFAULT_RECIPE = "digits-mlp"
+
+
+def get_recipe(name_or_path: str) -> Recipe:
+    """A registered recipe by name, or a recipe read from a ``.toml`` path."""
+    path = Path(name_or_path)
+    if path.suffix == ".toml":
+        if not path.exists():
+            raise RecipeError(f"recipe file {path} does not exist")
+        return parse_recipe(path.read_text(), str(path))
+    reg = recipes()
+    if name_or_path not in reg:
+        raise RecipeError(f"unknown recipe {name_or_path!r}; available: {', '.join(sorted(reg))} "
+                          "(or pass a path to a .toml file)")
+    return reg[name_or_path]
+
+
+def apply_overrides(recipe: Recipe, overrides: dict[str, Any]) -> Recipe:
+    """A copy with ``{"section.key": value}`` overrides applied (e.g. ``train.epochs``)."""
+    cfg = copy.deepcopy(recipe.config)
+    for dotted, value in overrides.items():
+        parts = dotted.split(".")
+        node = cfg
+        for p in parts[:-1]:
+            if not isinstance(node.setdefault(p, {}), dict):
+                raise RecipeError(f"cannot override {dotted!r}: {p!r} is not a table")
+            node = node[p]
+        node[parts[-1]] = value
+    return Recipe(recipe.name, recipe.description, cfg, recipe.source)
+
+
+def parse_set(items: list[str]) -> dict[str, Any]:
+    """``["train.epochs=5", "estimator.q=64"]`` → overrides (values parsed as TOML literals)."""
+    out = {}
+    for item in items:
+        if "=" not in item:
+            raise RecipeError(f"--set expects section.key=value, got {item!r}")
+        key, raw = item.split("=", 1)
+        try:
+            value = tomllib.loads(f"v = {raw}")["v"]
+        except tomllib.TOMLDecodeError:
+            value = raw
+        out[key.strip()] = value
+    return out
+
+
+def phases_of(recipe: Recipe):
+    """The recipe's estimator schedule as :class:`~edgezo.trainer.Phase` objects."""
+    from .estimators import build_estimator
+    from .trainer import Phase
+
+    if "phases" in recipe.config:
+        out = []
+        for i, p in enumerate(recipe.config["phases"]):
+            if "estimator" not in p or "optimizer" not in p:
+                raise RecipeError(f"{recipe.source}: phase {i} needs estimator and optimizer tables")
+            out.append(Phase(build_estimator(p["estimator"]), dict(p["optimizer"]), int(p.get("start_epoch", 0)),
+                             p.get("name", f"phase{i}")))
+        return out
+    return [Phase(build_estimator(recipe.section("estimator")), recipe.section("optimizer") or {"kind": "adam"})]
+
+
+def with_estimator(recipe: Recipe, kind: str) -> Recipe:
+    """Replace the recipe's schedule by one estimator (``fo`` for the first-order baseline).
+
+    ``fo`` uses the recipe's ``[fo_optimizer]`` if present, else its optimizer.
+    """
+    cfg = copy.deepcopy(recipe.config)
+    first = cfg["phases"][0] if "phases" in cfg else cfg
+    optimizer = cfg.get("fo_optimizer") if kind == "fo" and "fo_optimizer" in cfg else first.get("optimizer", {})
+    if optimizer.get("kind") == "seed-sgd" and kind != "rge":
+        optimizer = {"kind": "sgd", "lr": optimizer.get("lr", 1e-3)}
+    current = first.get("estimator", {})
+    estimator = dict(current) if current.get("kind") == kind else {"kind": kind}
+    cfg.pop("phases", None)
+    cfg["estimator"], cfg["optimizer"] = estimator, dict(optimizer)
+    return Recipe(recipe.name, recipe.description, cfg, recipe.source)
+
+
+def train_config(recipe: Recipe):
+    from .trainer import TrainConfig
+
+    spec = recipe.section("train")
+    try:
+        return TrainConfig(**spec)
+    except TypeError as err:
+        raise RecipeError(f"{recipe.source}: bad [train] options: {err}") from None
+
+
+def builder_for(task: str) -> Callable[..., Any]:
+    if task not in TASKS:
+        raise RecipeError(f"unknown task {task!r}; known: {', '.join(TASKS)}")
+    module, func = TASKS[task].split(":")
+    return getattr(importlib.import_module(module), func)
+
+
+def build_trainer(recipe: Recipe, *, data_path: str | None = None, device: str = "cpu", out_dir=None,
+                  progress: bool = True, backend: str = "torch"):
+    """Turn a recipe into a ready :class:`~edgezo.trainer.Trainer`."""
+    return builder_for(recipe.task)(recipe, data_path=data_path, device=device, out_dir=out_dir,
+                                    progress=progress, backend=backend)
+
+
+ORACLE_BACKENDS: dict[str, str] = {
+    "torch": "edgezo.oracles.torch_oracle:TorchOracle",
+}
+
+
+def make_oracle(backend: str, model, loss_fn, *, groups=None, path: str = "auto", **kw):
+    """An oracle of the named backend over ``model`` (backends are imported lazily)."""
+    if backend not in ORACLE_BACKENDS:
+        raise RecipeError(f"unknown backend {backend!r}; available: {', '.join(ORACLE_BACKENDS)}")
+    module, name = ORACLE_BACKENDS[backend].split(":")
+    cls = getattr(importlib.import_module(module), name)
+    return cls(model, loss_fn, groups=groups, path=path, **kw)
+
+
+def build_classification(recipe: Recipe, *, data_path=None, device="cpu", out_dir=None, progress=True,
+                         backend="torch"):
+    """A supervised classifier trained on a data set (digits, MNIST, CIFAR-10)."""
+    import torch
+
+    from .data import load_dataset
+    from .losses import get_loss
+    from .models import build_model
+    from .trainer import DatasetBatches, Trainer, classification_evaluator
+
+    data_spec = recipe.section("data")
+    name = data_spec.pop("name", "digits")
+    data = load_dataset(name, data_path or data_spec.pop("path", None), **data_spec)
+    config = train_config(recipe)
+    torch.manual_seed(config.seed)
+    model = build_model(recipe.section("model")).to(device)
+    loss_fn = get_loss(recipe.config.get("loss", "cross_entropy"))
+    oracle_spec = recipe.section("oracle")
+    oracle = make_oracle(backend, model, loss_fn, groups=recipe.config.get("groups"),
+                         path=oracle_spec.pop("path", "auto"), **oracle_spec)
+    batches = DatasetBatches(data.x_train.to(device), data.y_train.to(device), config.batch_size, config.seed)
+    evaluator = classification_evaluator(data.x_test.to(device), data.y_test.to(device))
+    return Trainer(oracle, phases_of(recipe), batches, config, evaluator=evaluator, out_dir=out_dir,
+                   progress=progress, info={"recipe": recipe.name, "dataset": data.name})
