@@ -12,11 +12,19 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.util
 import sys
 import time
 from pathlib import Path
 
-EXTRA_COMMANDS: dict[str, str] = {}
+# Sub-commands that live in edgezo/commands/ (the CLI layer may import every folder).
+EXTRA_COMMANDS: dict[str, str] = {
+    "export": "edgezo.commands.export:register",
+    "targets": "edgezo.commands.targets:register",
+    "device": "edgezo.commands.device:register",
+    "serve": "edgezo.commands.serve:register",
+    "robustify": "edgezo.commands.robustify:register",
+}
 
 
 class CLIError(Exception):
@@ -35,6 +43,29 @@ def _known_errors() -> tuple[type[BaseException], ...]:
 
 def _default_out(recipe: str) -> Path:
     return Path("runs") / f"{time.strftime('%Y%m%d-%H%M%S')}-{recipe}"
+
+
+# Oracle backends other than torch need export/ (ONNX) or targets/ (simulated
+# datapaths); the CLI layer builds them and hands the factory to the engine.
+BACKENDS: dict[str, str] = {
+    "torch": "",
+    "onnxruntime": "edgezo.commands.backends:onnxruntime_factory",
+    "tvm": "edgezo.commands.backends:tvm_factory",
+    "int8": "edgezo.commands.backends:int8_factory",
+    "photonic": "edgezo.commands.backends:photonic_factory",
+}
+
+
+def oracle_factory(backend: str, recipe):
+    """The factory building the oracle for ``--backend`` (None: the engine's TorchOracle)."""
+    if backend not in BACKENDS:
+        raise CLIError(f"unknown backend {backend!r}; available: {', '.join(BACKENDS)}")
+    if not BACKENDS[backend]:
+        return None
+    module_name, func = BACKENDS[backend].split(":")
+    if importlib.util.find_spec(module_name) is None:
+        raise CLIError(f"backend {backend!r} is not part of this installation")
+    return getattr(importlib.import_module(module_name), func)(recipe)
 
 
 def cmd_train(args) -> int:
@@ -59,7 +90,7 @@ def cmd_train(args) -> int:
         raise CLIError(f"{out} already holds a run (checkpoint.pt); use --resume to continue it, "
                        "--force to start over, or another --out")
     trainer = build_trainer(recipe, data_path=args.data, device=args.device, out_dir=out,
-                            progress=not args.no_progress, backend=args.backend)
+                            progress=not args.no_progress, oracle_factory=oracle_factory(args.backend, recipe))
     print(f"edgezo: training {recipe.name} ({trainer.phases[0].estimator!r}, {trainer.oracle.dim} parameters, "
           f"{trainer.total_steps} steps) -> {out}", file=sys.stderr)
     try:
@@ -126,11 +157,11 @@ def build_parser() -> argparse.ArgumentParser:
     rec = sub.add_parser("recipes", help="list the recipes")
     rec.set_defaults(func=cmd_recipes)
 
-    from .bench import BENCHMARKS, load
+    from .bench import available, load
 
     bench = sub.add_parser("bench", help="run a benchmark, write DIR/NAME.json and DIR/NAME.png")
     bench_sub = bench.add_subparsers(dest="name", metavar="NAME")
-    for name in sorted(BENCHMARKS):
+    for name in available():
         b = bench_sub.add_parser(name)
         b.add_argument("--out", default="bench-out", help="output directory (default: bench-out)")
         b.add_argument("--quick", action="store_true", help="reduced size (a few minutes on 2 CPU cores)")
@@ -142,6 +173,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     for name, target in EXTRA_COMMANDS.items():
         module_name, func = target.split(":")
+        if importlib.util.find_spec(module_name) is None:
+            continue  # that sub-command is not part of this checkout
         getattr(importlib.import_module(module_name), func)(sub)
     return parser
 
@@ -151,7 +184,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         if args.command == "bench":
-            parser.error("bench needs a NAME: " + ", ".join(sorted(__import__("edgezo.bench").bench.BENCHMARKS)))
+            from .bench import available
+
+            parser.error("bench needs a NAME: " + ", ".join(available()))
         parser.print_help()
         return 2 if args.command else 0
     if args.command is None:

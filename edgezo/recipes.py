@@ -37,6 +37,8 @@ RECIPE_DIR = Path(__file__).resolve().parent.parent / "models" / "recipes"
 
 TASKS: dict[str, str] = {
     "classification": "edgezo.recipes:build_classification",
+    "pinn": "edgezo.adapters.pinn.task:build",
+    "solver": "edgezo.adapters.solver.task:build",
 }
 
 
@@ -209,28 +211,27 @@ def builder_for(task: str) -> Callable[..., Any]:
 
 
 def build_trainer(recipe: Recipe, *, data_path: str | None = None, device: str = "cpu", out_dir=None,
-                  progress: bool = True, backend: str = "torch"):
-    """Turn a recipe into a ready :class:`~edgezo.trainer.Trainer`."""
+                  progress: bool = True, oracle_factory: Callable[..., Any] | None = None):
+    """Turn a recipe into a ready :class:`~edgezo.trainer.Trainer`.
+
+    ``oracle_factory(model, loss_fn, *, groups, example_batch, **oracle_options)``
+    builds the oracle; None means a :class:`~edgezo.oracles.torch_oracle.TorchOracle`.
+    """
     return builder_for(recipe.task)(recipe, data_path=data_path, device=device, out_dir=out_dir,
-                                    progress=progress, backend=backend)
+                                    progress=progress, oracle_factory=oracle_factory)
 
 
-ORACLE_BACKENDS: dict[str, str] = {
-    "torch": "edgezo.oracles.torch_oracle:TorchOracle",
-}
+def make_oracle(model, loss_fn, *, groups=None, example_batch=None, oracle_factory=None, **options):
+    """The recipe's oracle over ``model``: the factory's, or a TorchOracle."""
+    if oracle_factory is not None:
+        return oracle_factory(model, loss_fn, groups=groups, example_batch=example_batch, **options)
+    from .oracles.torch_oracle import TorchOracle
 
-
-def make_oracle(backend: str, model, loss_fn, *, groups=None, path: str = "auto", **kw):
-    """An oracle of the named backend over ``model`` (backends are imported lazily)."""
-    if backend not in ORACLE_BACKENDS:
-        raise RecipeError(f"unknown backend {backend!r}; available: {', '.join(ORACLE_BACKENDS)}")
-    module, name = ORACLE_BACKENDS[backend].split(":")
-    cls = getattr(importlib.import_module(module), name)
-    return cls(model, loss_fn, groups=groups, path=path, **kw)
+    return TorchOracle(model, loss_fn, groups=groups, **options)
 
 
 def build_classification(recipe: Recipe, *, data_path=None, device="cpu", out_dir=None, progress=True,
-                         backend="torch"):
+                         oracle_factory=None):
     """A supervised classifier trained on a data set (digits, MNIST, CIFAR-10)."""
     import torch
 
@@ -246,9 +247,9 @@ def build_classification(recipe: Recipe, *, data_path=None, device="cpu", out_di
     torch.manual_seed(config.seed)
     model = build_model(recipe.section("model")).to(device)
     loss_fn = get_loss(recipe.config.get("loss", "cross_entropy"))
-    oracle_spec = recipe.section("oracle")
-    oracle = make_oracle(backend, model, loss_fn, groups=recipe.config.get("groups"),
-                         path=oracle_spec.pop("path", "auto"), **oracle_spec)
+    oracle = make_oracle(model, loss_fn, groups=recipe.config.get("groups"),
+                         example_batch=(data.x_train[: config.batch_size], data.y_train[: config.batch_size]),
+                         oracle_factory=oracle_factory, **recipe.section("oracle"))
     batches = DatasetBatches(data.x_train.to(device), data.y_train.to(device), config.batch_size, config.seed)
     evaluator = classification_evaluator(data.x_test.to(device), data.y_test.to(device))
     return Trainer(oracle, phases_of(recipe), batches, config, evaluator=evaluator, out_dir=out_dir,

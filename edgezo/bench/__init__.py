@@ -20,12 +20,27 @@ from .. import __version__, io
 
 BENCHMARKS: dict[str, str] = {
     "estimators": "edgezo.bench.estimators",
+    "tensor-zo": "edgezo.bench.tensor_zo",
+    "pinn": "edgezo.bench.pinn",
+    "deepzero": "edgezo.bench.deepzero",
+    "backends": "edgezo.bench.backends",
+    "robustify": "edgezo.bench.robustify",
+    "scale": "edgezo.bench.scale",
+    "solver": "edgezo.bench.solver",
+    "device": "edgezo.bench.device",
 }
 
 
+def available() -> list[str]:
+    """Registered benchmarks whose module is present in this checkout."""
+    import importlib.util
+
+    return sorted(n for n, m in BENCHMARKS.items() if importlib.util.find_spec(m) is not None)
+
+
 def load(name: str):
-    if name not in BENCHMARKS:
-        raise ValueError(f"unknown benchmark {name!r}; available: {', '.join(sorted(BENCHMARKS))}")
+    if name not in available():
+        raise ValueError(f"unknown benchmark {name!r}; available: {', '.join(available())}")
     return importlib.import_module(BENCHMARKS[name])
 
 

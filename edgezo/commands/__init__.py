@@ -1,0 +1,1 @@
+"""CLI sub-commands that wire the engine to export/, targets/ and host/ (CLI layer only)."""
