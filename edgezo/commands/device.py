@@ -1,0 +1,131 @@
+"""``edgezo device``: serve a simulated device, train a recipe on a device.
+
+    edgezo device sim [--target PROFILE | --firmware host|qemu]
+    edgezo device train --port URL --recipe R [--out DIR] [--epochs N] [--max-steps N] [--set k=v ...]
+    edgezo device train --sim PROFILE --recipe R          (an in-process simulator)
+
+The device holds the weights and runs the forward passes and the seed-SGD
+update; the host sends seeds, scales and batches (docs/protocol.md). A device
+trains with the rge estimator and the seed-sgd optimizer only; other recipes
+are refused with the reason.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("device", help="simulate a microcontroller / train on a device over a serial link")
+    sub = p.add_subparsers(dest="device_cmd", required=True)
+    s = sub.add_parser("sim", help="start a simulated device on a pty and print its port")
+    s.add_argument("--target", default="cortex-m4-256k", help="target profile (Python simulator)")
+    s.add_argument("--firmware", choices=("host", "qemu"),
+                   help="run the C firmware instead: built for the host (gcc) or for Cortex-M4 under QEMU")
+    s.set_defaults(func=cmd_sim)
+    t = sub.add_parser("train", help="train a recipe on a device (rge + seed-sgd)")
+    t.add_argument("--port", help="pyserial port URL: /dev/ttyUSB0, a pty path, socket://HOST:PORT, loop://")
+    t.add_argument("--sim", metavar="PROFILE", help="train on an in-process Python simulator of PROFILE instead")
+    t.add_argument("--recipe", required=True, help="recipe name or .toml path (rge estimator, seed-sgd optimizer)")
+    t.add_argument("--out", help="output directory (default runs/device-<recipe>)")
+    t.add_argument("--data", help="data path for recipes that need one")
+    t.add_argument("--epochs", type=int)
+    t.add_argument("--max-steps", type=int)
+    t.add_argument("--seed", type=int)
+    t.add_argument("--set", action="append", metavar="KEY=VALUE", help="recipe override, e.g. optimizer.lr=0.05")
+    t.add_argument("--timeout", type=float, default=5.0, help="seconds to wait for each response (default 5)")
+    t.add_argument("--checkpoint-every", type=int, default=20, help="updates between host-side checkpoints")
+    t.add_argument("--no-progress", action="store_true")
+    t.set_defaults(func=cmd_train)
+
+
+def check_device_recipe(recipe) -> None:
+    """A device trains with RGE (rademacher/gaussian) and seed-SGD; raise ValueError otherwise."""
+    from ..recipes import phases_of
+
+    for ph in phases_of(recipe):
+        est = ph.estimator
+        kind = getattr(est, "name", type(est).__name__).lower()
+        if "rge" not in kind:
+            raise ValueError(f"recipe {recipe.name}: phase {ph.name!r} uses the {kind} estimator; a device answers "
+                             "seed queries only: use estimator.kind = \"rge\" (e.g. --set estimator.kind=rge)")
+        if getattr(est, "direction", "rademacher") not in ("rademacher", "gaussian"):
+            raise ValueError(f"recipe {recipe.name}: the device generates rademacher or gaussian directions")
+        if ph.optimizer.get("kind") != "seed-sgd":
+            raise ValueError(f"recipe {recipe.name}: phase {ph.name!r} uses the {ph.optimizer.get('kind')} "
+                             "optimizer; a device keeps no optimizer state: use --set optimizer.kind=seed-sgd")
+
+
+def device_factory(link, *, checkpoint_every: int = 20):
+    """An ``oracle_factory`` building a :class:`DeviceOracle` on ``link`` (a port URL or DeviceLink)."""
+    from ..host.device_oracle import DeviceOracle
+
+    def factory(model, loss_fn, *, groups=None, example_batch=None, **options):
+        max_batch = int(example_batch[0].shape[0]) if example_batch is not None else 64
+        return DeviceOracle(model, loss_fn, link=link, groups=groups, max_batch=max_batch,
+                            checkpoint_every=checkpoint_every)
+
+    return factory
+
+
+def cmd_sim(args) -> int:
+    if args.firmware:
+        from ..cli import CLIError
+
+        raise CLIError(f"--firmware {args.firmware}: the C firmware (targets/firmware/) is not written yet; "
+                       "use the Python simulator (--target PROFILE)")
+    from ..targets.sim import main
+
+    return main(["--target", args.target])
+
+
+def cmd_train(args) -> int:
+    from .. import io
+    from ..cli import CLIError
+    from ..recipes import apply_overrides, build_trainer, get_recipe, parse_set
+
+    if bool(args.port) == bool(args.sim):
+        raise CLIError("give exactly one of --port URL (a device or `edgezo device sim`) or --sim PROFILE")
+    recipe = get_recipe(args.recipe)
+    overrides = parse_set(args.set or [])
+    for flag, key in (("epochs", "train.epochs"), ("seed", "train.seed"), ("max_steps", "train.max_steps")):
+        if getattr(args, flag) is not None:
+            overrides[key] = getattr(args, flag)
+    recipe = apply_overrides(recipe, overrides)
+    try:
+        check_device_recipe(recipe)
+    except ValueError as err:
+        raise CLIError(str(err)) from None
+    sim = None
+    from ..host.link import DeviceLink
+
+    if args.sim:
+        from ..targets.sim import SimulatorThread
+
+        sim = SimulatorThread(args.sim)
+        link = DeviceLink(sim.port, timeout=args.timeout)
+    else:
+        link = DeviceLink(args.port, timeout=args.timeout)
+    out = Path(args.out) if args.out else Path("runs") / f"device-{recipe.name}"
+    try:
+        trainer = build_trainer(recipe, data_path=args.data, out_dir=out, progress=not args.no_progress,
+                                oracle_factory=device_factory(link, checkpoint_every=args.checkpoint_every))
+        oracle = trainer.oracle
+        print(f"edgezo: training {recipe.name} on {oracle.info['name']} ({oracle.dim} parameters, device RAM "
+              f"{oracle.device_ram:,} of {oracle.info['sram_bytes']:,} bytes) -> {out}", file=sys.stderr)
+        t0 = time.perf_counter()
+        metrics = trainer.run()
+        metrics.update(status="completed", device=oracle.info, device_ram_bytes=oracle.device_ram,
+                       wire=link.stats.as_dict(), device_resets=oracle.resets,
+                       device_wall_s=time.perf_counter() - t0)
+        io.write_json(out / "metrics.json", metrics)
+    finally:
+        link.close()
+        if sim is not None:
+            sim.close()
+    acc = metrics.get("test_accuracy")
+    print(f"{recipe.name} on {oracle.info['name']}: test_accuracy {acc} · {link.stats.bytes_sent + link.stats.bytes_received:,} "
+          f"bytes on the wire · {out}")
+    return 0

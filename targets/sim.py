@@ -1,0 +1,338 @@
+"""A Python device simulator serving the edgezo device protocol (docs/protocol.md) on a pty.
+
+It behaves like the C firmware (targets/firmware/): it holds θ, one batch and a
+step counter in a memory budget (the profile's SRAM, counted with
+:func:`edgezo.host.protocol.device_ram_bytes`), evaluates
+``L(θ + m_i μ z(seed_i))`` for the host's seeds and applies the seed-SGD
+update ``θ ← θ + a_i z(seed_i)`` with ``a_i = fl32(-(lr · c_i))``, one seed
+after the other, each coordinate ``θ_j ← fl32(θ_j + fl32(a_i z_j))`` (the
+rounding of ``ezdir_axpy``). Updates carry a step counter and are applied at
+most once; the last response is cached per sequence number, so a retransmitted
+request is answered, never re-executed.
+
+Forward passes run in numpy float32; the TT-matrix layer contracts its cores
+one after the other (never forming W), like the firmware.
+
+Run as a process: ``python -m edgezo.targets.sim --target cortex-m4-256k``
+(or ``edgezo device sim --target ...``) prints ``PORT /dev/pts/N`` and serves
+until killed. :class:`SimulatorThread` serves in-process (tests, benchmarks).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import select
+import struct
+import sys
+import threading
+import tty
+import zlib
+
+import numpy as np
+
+from edgezo.directions import directions
+from edgezo.host import protocol as P
+
+from .profile import load_profile
+
+__all__ = ["DeviceState", "Simulator", "SimulatorThread", "forward", "main"]
+
+
+def forward(spec: P.ModelSpec, theta: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """Logits (B, out) of the described network with flat parameters ``theta`` (float32)."""
+    h = x.astype(np.float32, copy=False)
+    pos = 0
+    B = h.shape[0]
+    for L in spec.layers:
+        shapes = L.param_shapes()
+        tensors = []
+        for s in shapes:
+            n = int(np.prod(s))
+            tensors.append(theta[pos:pos + n].reshape(s))
+            pos += n
+        if L.kind == "dense":
+            h = h @ tensors[0].T
+        else:
+            K = len(L.in_modes)
+            n, m, r = L.in_modes, L.out_modes, L.ranks
+            T = h.reshape(B, int(np.prod(n[:K - 1])), n[K - 1], 1, 1)
+            for k in range(K - 1, -1, -1):
+                new = np.einsum("rmnq,bpnqs->bprms", tensors[k], T)  # (B, P_k, r_{k-1}, m_k, S)
+                S = new.shape[3] * new.shape[4]
+                if k:
+                    T = new.reshape(B, int(np.prod(n[:k - 1])), n[k - 1], r[k], S)
+                else:
+                    T = new
+            h = np.ascontiguousarray(T.reshape(B, L.out_features))
+        if L.bias:
+            h = h + tensors[-1]
+        if L.act == "relu":
+            h = np.maximum(h, np.float32(0))
+    return h
+
+
+def cross_entropy(logits: np.ndarray, labels: np.ndarray) -> float:
+    z = logits.astype(np.float64)
+    z = z - z.max(axis=1, keepdims=True)
+    lse = np.log(np.exp(z).sum(axis=1))
+    return float(np.mean(lse - z[np.arange(len(labels)), labels]))
+
+
+class DeviceError(Exception):
+    def __init__(self, code: int, detail: str):
+        super().__init__(detail)
+        self.code = code
+
+
+class DeviceState:
+    """What the device's SRAM holds. ``handle(type, body) -> (type, body)``."""
+
+    def __init__(self, profile, boot_id: int = 1):
+        self.profile = load_profile(profile)
+        self.boot_id = boot_id
+        self.spec: P.ModelSpec | None = None
+        self.theta: np.ndarray | None = None
+        self.step = 0
+        self.batch_x = self.batch_y = None
+        self.batch_id = None
+        self.batch_total = self.batch_loaded = 0
+        self.ram = 0
+
+    # -- helpers -------------------------------------------------------------
+    def _need_model(self):
+        if self.spec is None:
+            raise DeviceError(P.E_NO_MODEL, "no model loaded (device was reset?)")
+
+    def _range(self, offset: int, count: int):
+        if offset + count > self.theta.size:
+            raise DeviceError(P.E_ARG, f"range [{offset}, {offset + count}) outside {self.theta.size} params")
+
+    def handle(self, ftype: int, body: bytes) -> tuple[int, bytes]:
+        try:
+            fn = self.HANDLERS.get(ftype)
+            if fn is None:
+                raise DeviceError(P.E_TYPE, f"unknown message type 0x{ftype:02x}")
+            return ftype | P.RESPONSE, fn(self, body)
+        except DeviceError as err:
+            return P.ERROR, bytes([err.code]) + str(err).encode()
+        except (struct.error, ValueError) as exc:
+            return P.ERROR, bytes([P.E_LENGTH]) + f"malformed {P.NAMES.get(ftype, ftype)}: {exc}".encode()
+
+    # -- messages ------------------------------------------------------------
+    def hello(self, body):
+        flags = int(self.spec is not None)
+        return P.HELLO_RESP.pack(P.VERSION, self.profile.max_frame_bytes, self.profile.sram_bytes, self.boot_id,
+                                 self.step, flags) + f"sim:{self.profile.name}".encode()
+
+    def set_model(self, body):
+        spec = P.ModelSpec.decode(body)
+        ram = P.device_ram_bytes(spec, self.profile.max_frame_bytes)
+        total = sum(ram.values())
+        if total > self.profile.sram_bytes:
+            detail = ", ".join(f"{k} {v}" for k, v in ram.items())
+            raise DeviceError(P.E_MEMORY, f"model needs {total} bytes of SRAM ({detail}), "
+                                          f"{self.profile.name} has {self.profile.sram_bytes}; "
+                                          "use a TT model or a smaller batch")
+        self.spec, self.ram = spec, total
+        self.theta = np.zeros(spec.num_params, np.float32)
+        self.step = 0
+        self.batch_id = None
+        self.batch_x = np.zeros((spec.max_batch, spec.in_features), np.float32)
+        self.batch_y = np.zeros(spec.max_batch, np.uint8)
+        return struct.pack("<II", spec.num_params, total)
+
+    def write_weights(self, body):
+        self._need_model()
+        (offset,) = struct.unpack_from("<I", body)
+        vals = np.frombuffer(body, "<f4", offset=4)
+        self._range(offset, vals.size)
+        self.theta[offset:offset + vals.size] = vals
+        return b""
+
+    def load_batch(self, body):
+        self._need_model()
+        bid, total, feats, offset = P.BATCH_HEAD.unpack_from(body)
+        if feats != self.spec.in_features:
+            raise DeviceError(P.E_ARG, f"batch has {feats} features, the model takes {self.spec.in_features}")
+        if not 0 < total <= self.spec.max_batch:
+            raise DeviceError(P.E_MEMORY, f"batch of {total} exceeds the model's max batch {self.spec.max_batch}")
+        data = body[P.BATCH_HEAD.size:]
+        size = total * (4 * feats + 1)
+        if offset == 0:
+            self.batch_id, self.batch_total, self.batch_loaded = bid, total, 0
+            self._bbuf = bytearray(size)
+        if bid != self.batch_id or total != self.batch_total or offset > self.batch_loaded or offset + len(data) > size:
+            raise DeviceError(P.E_ARG, "load_batch: chunks must come in order from offset 0")
+        self._bbuf[offset:offset + len(data)] = data
+        self.batch_loaded = max(self.batch_loaded, offset + len(data))
+        if self.batch_loaded == size:
+            nx = total * feats
+            self.batch_x[:total] = np.frombuffer(bytes(self._bbuf), "<f4", count=nx).reshape(total, feats)
+            self.batch_y[:total] = np.frombuffer(bytes(self._bbuf), np.uint8, offset=4 * nx)
+        return struct.pack("<I", self.batch_loaded)
+
+    def evaluate(self, body):
+        self._need_model()
+        kind, offset, count, mu, seeds, mults = P.unpack_evaluate(body)
+        if self.batch_id is None or self.batch_loaded < self.batch_total * (4 * self.spec.in_features + 1):
+            raise DeviceError(P.E_NO_BATCH, "no complete batch loaded")
+        self._range(offset, count)
+        if kind not in P.KIND_NAMES:
+            raise DeviceError(P.E_ARG, f"unknown direction kind {kind}")
+        n = self.batch_total
+        x, y = self.batch_x[:n], self.batch_y[:n]
+        z = directions(list(seeds), offset, count, P.KIND_NAMES[kind]).numpy() if seeds else None
+        out = []
+        for i, m in enumerate(mults):
+            pert = self.theta.copy()
+            if m:
+                s = np.float32(m) * np.float32(mu)
+                pert[offset:offset + count] += s * z[i]
+            out.append(cross_entropy(forward(self.spec, pert, x), y))
+        return struct.pack(f"<{len(out)}f", *out)
+
+    def update(self, body):
+        self._need_model()
+        step, kind, offset, count, lr, seeds, coeffs = P.unpack_update(body)
+        if step <= self.step:
+            return P.UPDATE_RESP.pack(self.step, 0)  # already applied: idempotent
+        if step != self.step + 1:
+            raise DeviceError(P.E_STEP, f"update {step} but the device is at step {self.step}")
+        self._range(offset, count)
+        z = directions(list(seeds), offset, count, P.KIND_NAMES[kind]).numpy()
+        th = self.theta[offset:offset + count]
+        for i, c in enumerate(coeffs):
+            a = -(np.float32(lr) * np.float32(c))
+            th += a * z[i]
+        self.step = step
+        return P.UPDATE_RESP.pack(self.step, 1)
+
+    def read_weights(self, body):
+        self._need_model()
+        offset, count = P.READ_REQ.unpack(body)
+        self._range(offset, count)
+        return self.theta[offset:offset + count].astype("<f4").tobytes()
+
+    def checkpoint(self, body):
+        self._need_model()
+        op, step = P.CKPT_REQ.unpack(body)
+        if op == 1:
+            self.step = step
+        return P.CKPT_RESP.pack(self.step, self.theta.size, zlib.crc32(self.theta.astype("<f4").tobytes()))
+
+    HANDLERS = {P.HELLO: hello, P.SET_MODEL: set_model, P.WRITE_WEIGHTS: write_weights, P.LOAD_BATCH: load_batch,
+                P.EVALUATE: evaluate, P.UPDATE: update, P.READ_WEIGHTS: read_weights, P.CHECKPOINT: checkpoint}
+
+
+class Simulator:
+    """Frames in, frames out: the device's receive loop on a file descriptor."""
+
+    def __init__(self, profile):
+        self.state = DeviceState(profile)
+        self.buf = bytearray()
+        self.last: tuple[int, int, bytes] | None = None  # (seq, type, response frame)
+        self.frames = 0
+
+    def feed(self, data: bytes) -> bytes:
+        """Bytes received; returns the bytes to send back."""
+        out = b""
+        self.buf += data
+        while True:
+            i = self.buf.find(0)
+            if i < 0:
+                break
+            frame, self.buf = bytes(self.buf[:i]), self.buf[i + 1:]
+            if frame:
+                out += self._frame(frame)
+        if len(self.buf) > 4 * self.state.profile.max_frame_bytes:  # no delimiter: garbage
+            self.buf.clear()
+        return out
+
+    def _frame(self, frame: bytes) -> bytes:
+        try:
+            version, ftype, seq, body = P.decode_frame(frame)
+        except P.FrameError:
+            return b""  # corrupt: drop; the host times out and retransmits
+        self.frames += 1
+        if ftype == P.RESET:
+            self.state = DeviceState(self.state.profile, boot_id=(self.state.boot_id + 1) & 0xFFFF)
+            self.last = None
+            return b""
+        if self.last is not None and self.last[0] == seq and self.last[1] == ftype:
+            return self.last[2]  # a retransmission: answer again, do not execute again
+        if version != P.VERSION:
+            rtype, rbody = P.ERROR, bytes([P.E_VERSION]) + f"protocol version {version}, device speaks {P.VERSION}".encode()
+        else:
+            rtype, rbody = self.state.handle(ftype, body)
+        resp = P.encode_frame(rtype, seq, rbody)
+        self.last = (seq, ftype, resp)
+        return resp
+
+
+def open_pty() -> tuple[int, int, str]:
+    """(master fd, slave fd, slave path) of a raw pty."""
+    master, slave = os.openpty()
+    tty.setraw(slave)
+    return master, slave, os.ttyname(slave)
+
+
+def serve(sim: Simulator, master: int, stop: threading.Event | None = None) -> None:
+    while stop is None or not stop.is_set():
+        r, _, _ = select.select([master], [], [], 0.05)
+        if not r:
+            continue
+        try:
+            data = os.read(master, 65536)
+        except OSError:
+            return
+        if not data:
+            return
+        out = sim.feed(data)
+        while out:
+            n = os.write(master, out)
+            out = out[n:]
+
+
+class SimulatorThread:
+    """A simulator served from a thread on a fresh pty; ``.port`` is the path to open."""
+
+    def __init__(self, profile="cortex-m4-256k"):
+        self.sim = Simulator(profile)
+        self.master, self.slave, self.port = open_pty()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=serve, args=(self.sim, self.master, self._stop), daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=2)
+        for fd in (self.master, self.slave):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m edgezo.targets.sim", description=__doc__.splitlines()[0])
+    ap.add_argument("--target", default="cortex-m4-256k", help="target profile (name or .toml path)")
+    args = ap.parse_args(argv)
+    sim = Simulator(args.target)
+    master, slave, path = open_pty()
+    print(f"PORT {path}", flush=True)
+    try:
+        serve(sim, master)
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
