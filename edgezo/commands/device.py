@@ -3,6 +3,7 @@
     edgezo device sim [--target PROFILE | --firmware host|qemu]
     edgezo device train --port URL --recipe R [--out DIR] [--epochs N] [--max-steps N] [--set k=v ...]
     edgezo device train --sim PROFILE --recipe R          (an in-process simulator)
+    edgezo device train --firmware host|qemu --recipe R   (the C firmware: gcc build, or Cortex-M4 on QEMU)
 
 The device holds the weights and runs the forward passes and the seed-SGD
 update; the host sends seeds, scales and batches (docs/protocol.md). A device
@@ -28,6 +29,8 @@ def register(subparsers) -> None:
     t = sub.add_parser("train", help="train a recipe on a device (rge + seed-sgd)")
     t.add_argument("--port", help="pyserial port URL: /dev/ttyUSB0, a pty path, socket://HOST:PORT, loop://")
     t.add_argument("--sim", metavar="PROFILE", help="train on an in-process Python simulator of PROFILE instead")
+    t.add_argument("--firmware", choices=("host", "qemu"),
+                   help="train on the C firmware started here: built for the host (gcc) or a Cortex-M4 under QEMU")
     t.add_argument("--recipe", required=True, help="recipe name or .toml path (rge estimator, seed-sgd optimizer)")
     t.add_argument("--out", help="output directory (default runs/device-<recipe>)")
     t.add_argument("--data", help="data path for recipes that need one")
@@ -73,9 +76,14 @@ def device_factory(link, *, checkpoint_every: int = 20):
 def cmd_sim(args) -> int:
     if args.firmware:
         from ..cli import CLIError
+        from ..targets import qemu
 
-        raise CLIError(f"--firmware {args.firmware}: the C firmware (targets/firmware/) is not written yet; "
-                       "use the Python simulator (--target PROFILE)")
+        reason = qemu.missing(args.firmware)
+        if reason:
+            raise CLIError(reason)
+        if args.target != "cortex-m4-256k":
+            raise CLIError("the firmware is built for the cortex-m4-256k profile; drop --target")
+        return qemu.main(["--firmware", args.firmware])
     from ..targets.sim import main
 
     return main(["--target", args.target])
@@ -86,8 +94,9 @@ def cmd_train(args) -> int:
     from ..cli import CLIError
     from ..recipes import apply_overrides, build_trainer, get_recipe, parse_set
 
-    if bool(args.port) == bool(args.sim):
-        raise CLIError("give exactly one of --port URL (a device or `edgezo device sim`) or --sim PROFILE")
+    if sum(map(bool, (args.port, args.sim, args.firmware))) != 1:
+        raise CLIError("give exactly one of --port URL (a device or `edgezo device sim`), --sim PROFILE or "
+                       "--firmware host|qemu")
     recipe = get_recipe(args.recipe)
     overrides = parse_set(args.set or [])
     for flag, key in (("epochs", "train.epochs"), ("seed", "train.seed"), ("max_steps", "train.max_steps")):
@@ -101,7 +110,18 @@ def cmd_train(args) -> int:
     sim = None
     from ..host.link import DeviceLink
 
-    if args.sim:
+    if args.firmware:
+        from ..targets import qemu
+
+        reason = qemu.missing(args.firmware)
+        if reason:
+            raise CLIError(reason)
+        try:
+            sim = qemu.FirmwareDevice(args.firmware)
+        except qemu.FirmwareError as exc:
+            raise CLIError(str(exc)) from None
+        link = DeviceLink(sim.port, timeout=args.timeout)
+    elif args.sim:
         from ..targets.sim import SimulatorThread
 
         sim = SimulatorThread(args.sim)

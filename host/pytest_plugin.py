@@ -1,0 +1,87 @@
+"""pytest fixtures for code that talks to an edgezo device (registered as the ``edgezo`` pytest11 plugin).
+
+Fixtures (each hands back a connected :class:`edgezo.host.link.DeviceLink`
+and closes it and its device afterwards):
+
+* ``edgezo_device(profile="cortex-m4-256k", firmware="sim")`` - a factory:
+  ``firmware="sim"`` serves the Python simulator of ``profile`` from a thread;
+  ``"host"`` starts the C firmware built with gcc (skips the test with the
+  reason when gcc/make is missing); ``"qemu"`` runs it on a Cortex-M4 under
+  QEMU (skips without arm-none-eabi-gcc / qemu-system-arm).
+* ``edgezo_sim_link`` - a link to a Python simulator of cortex-m4-256k.
+* ``edgezo_faulty_device(corrupt=0.01, drop=0.03, reset_every=250, seed=0,
+  firmware="sim", timeout=0.05)`` - a factory of links whose port corrupts
+  bytes, drops frames and resets the device (:mod:`edgezo.host.faults`).
+
+Example::
+
+    def test_hello(edgezo_device):
+        link = edgezo_device("cortex-m4-256k")
+        assert link.hello()["version"] == 1
+"""
+
+from __future__ import annotations
+
+import pytest
+
+__all__ = ["edgezo_device", "edgezo_sim_link", "edgezo_faulty_device"]
+
+
+def _start(firmware: str, profile: str):
+    if firmware == "sim":
+        from edgezo.targets.sim import SimulatorThread
+
+        return SimulatorThread(profile)
+    from edgezo.targets import qemu
+
+    reason = qemu.missing(firmware)
+    if reason:
+        pytest.skip(reason)
+    if profile != "cortex-m4-256k":
+        raise ValueError(f"the C firmware is built for cortex-m4-256k, not {profile!r}; use firmware='sim'")
+    return qemu.FirmwareDevice(firmware)
+
+
+@pytest.fixture
+def edgezo_device():
+    """Factory ``(profile="cortex-m4-256k", firmware="sim"|"host"|"qemu", timeout=5.0) -> DeviceLink``."""
+    from edgezo.host.link import DeviceLink
+
+    opened = []
+
+    def make(profile: str = "cortex-m4-256k", firmware: str = "sim", timeout: float = 5.0):
+        dev = _start(firmware, profile)
+        link = DeviceLink(dev.port, timeout=timeout)
+        opened.append((dev, link))
+        return link
+
+    yield make
+    for dev, link in reversed(opened):
+        link.close()
+        dev.close()
+
+
+@pytest.fixture
+def edgezo_sim_link(edgezo_device):
+    """A link to a Python simulator of cortex-m4-256k."""
+    return edgezo_device("cortex-m4-256k", "sim")
+
+
+@pytest.fixture
+def edgezo_faulty_device():
+    """Factory of links through a fault-injecting port (byte corruption, dropped frames, device resets)."""
+    from edgezo.host.faults import faulty_link
+
+    opened = []
+
+    def make(profile: str = "cortex-m4-256k", firmware: str = "sim", *, corrupt: float = 0.01, drop: float = 0.03,
+             reset_every: int = 250, seed: int = 0, timeout: float = 0.05):
+        dev = _start(firmware, profile)
+        link = faulty_link(dev.port, corrupt=corrupt, drop=drop, reset_every=reset_every, seed=seed, timeout=timeout)
+        opened.append((dev, link))
+        return link
+
+    yield make
+    for dev, link in reversed(opened):
+        link.close()
+        dev.close()
