@@ -89,17 +89,27 @@ def cmd_train(args) -> int:
     if not args.resume and (out / "checkpoint.pt").exists() and not args.force:
         raise CLIError(f"{out} already holds a run (checkpoint.pt); use --resume to continue it, "
                        "--force to start over, or another --out")
-    trainer = build_trainer(recipe, data_path=args.data, device=args.device, out_dir=out,
-                            progress=not args.no_progress, oracle_factory=oracle_factory(args.backend, recipe))
-    print(f"edgezo: training {recipe.name} ({trainer.phases[0].estimator!r}, {trainer.oracle.dim} parameters, "
-          f"{trainer.total_steps} steps) -> {out}", file=sys.stderr)
+    from .commands import distributed
+    if distributed.should_launch(args):  # --workers N: spawn N ranks, each re-entering this command
+        return distributed.launch_workers(args, out)
+    session = distributed.session(args)  # this rank under torchrun / --workers; a no-op in one process
+    trainer = build_trainer(recipe, data_path=args.data, device=session.device(args.device), out_dir=out,
+                            progress=not args.no_progress and session.is_main,
+                            oracle_factory=session.wrap(oracle_factory(args.backend, recipe)))
+    session.prepare(trainer)
+    if session.is_main:
+        print(f"edgezo: training {recipe.name} ({trainer.phases[0].estimator!r}, {trainer.oracle.dim} parameters, "
+              f"{trainer.total_steps} steps{session.describe()}) -> {out}", file=sys.stderr)
     try:
-        metrics = trainer.run(resume=args.resume)
+        metrics = session.run(trainer, resume=args.resume)
     except TrainingDiverged as err:
-        partial = trainer.metrics()
-        partial.update(status="diverged", error=str(err))
-        io.write_json(out / "metrics.json", partial)
+        if session.is_main:
+            partial = trainer.metrics()
+            partial.update(status="diverged", error=str(err))
+            io.write_json(out / "metrics.json", partial)
         raise
+    if not session.is_main:  # rank 0 writes the outputs
+        return 0
     metrics["status"] = "completed"
     io.write_json(out / "metrics.json", metrics)
     metric = trainer.primary_metric
@@ -145,6 +155,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--data", help="data path for recipes that need one (MNIST, CIFAR-10)")
     train.add_argument("--device", default="cpu", help="torch device (cpu, cuda, cuda:1)")
     train.add_argument("--backend", default="torch", help="oracle backend (torch; others when installed)")
+    train.add_argument("--workers", type=int, default=1,
+                       help="share each step's queries among N processes (gloo on CPU, NCCL with --device cuda)")
     train.add_argument("--epochs", type=int)
     train.add_argument("--max-steps", type=int)
     train.add_argument("--batch-size", type=int)

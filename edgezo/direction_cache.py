@@ -8,6 +8,7 @@ last few blocks keyed by everything that determines them.
 
 from __future__ import annotations
 
+import threading
 from collections import OrderedDict
 from typing import Sequence
 
@@ -17,22 +18,26 @@ from .directions import directions
 
 _CACHE: "OrderedDict[tuple, torch.Tensor]" = OrderedDict()
 MAX_ENTRIES = 8
+_LOCK = threading.Lock()
 
 
 def cached_directions(seeds: Sequence[int], start: int, count: int, kind: str,
                       device: torch.device | str | None, dtype: torch.dtype) -> torch.Tensor:
     """``directions(seeds, start, count, kind)`` of shape (len(seeds), count), cached."""
     key = (tuple(int(s) for s in seeds), int(start), int(count), kind, str(device), dtype)
-    hit = _CACHE.get(key)
-    if hit is not None:
-        _CACHE.move_to_end(key)
-        return hit
+    with _LOCK:
+        hit = _CACHE.get(key)
+        if hit is not None:
+            _CACHE.move_to_end(key)
+            return hit
     block = directions(list(key[0]), start, count, kind, device=device, dtype=dtype)
-    _CACHE[key] = block
-    while len(_CACHE) > MAX_ENTRIES:
-        _CACHE.popitem(last=False)
+    with _LOCK:
+        _CACHE[key] = block
+        while len(_CACHE) > MAX_ENTRIES:
+            _CACHE.popitem(last=False)
     return block
 
 
 def clear() -> None:
-    _CACHE.clear()
+    with _LOCK:
+        _CACHE.clear()

@@ -1,0 +1,215 @@
+"""One training run shared by N processes: ``edgezo train --workers N`` and torchrun.
+
+* ``torchrun --nproc_per_node=N -m edgezo train ...`` starts N copies of the
+  command; each finds ``RANK``/``WORLD_SIZE``/``LOCAL_RANK`` in its environment
+  and joins the group through ``env://``.
+* ``edgezo train --workers N`` spawns the N copies itself
+  (``torch.multiprocessing``, start method ``spawn``) with the same environment
+  and a file rendezvous in a temporary folder.
+
+Each rank builds the recipe's trainer with its oracle wrapped in a
+:class:`~edgezo.oracles.distributed.DistributedOracle` (gloo on CPU, NCCL when
+``--device cuda``; rank r then uses ``cuda:LOCAL_RANK``). Only rank 0 shows
+progress, evaluates the test metric and writes ``checkpoint.pt``,
+``metrics.json`` and the plot; every rank can resume from that checkpoint.
+
+Threads: unless ``OMP_NUM_THREADS`` is set (torchrun sets it to 1), each rank
+uses ``cores // N`` intra-op threads (at least 1), so 2 workers on 2 cores run
+one thread each instead of oversubscribing the cores.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any, Callable
+
+INIT_ENV = "EDGEZO_DIST_INIT"
+CHECKSUM_EVERY = 50
+
+
+def _env_world_size() -> int:
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def should_launch(args) -> bool:
+    """True when this process must spawn ``--workers`` ranks (it is not one itself)."""
+    workers = int(getattr(args, "workers", 1))
+    if workers < 1:
+        from ..cli import CLIError
+
+        raise CLIError(f"--workers must be at least 1, got {workers}")
+    if _env_world_size() > 1:
+        if workers > 1 and workers != _env_world_size():
+            from ..cli import CLIError
+
+            raise CLIError(f"--workers {workers} disagrees with WORLD_SIZE={_env_world_size()} set by the launcher "
+                           "(torchrun); drop --workers when running under torchrun")
+        return False
+    return workers > 1
+
+
+def cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+class Session:
+    """A single-process run: every hook is a no-op."""
+
+    rank = 0
+    world_size = 1
+    is_main = True
+
+    def describe(self) -> str:
+        return ""
+
+    def device(self, device: str) -> str:
+        return device
+
+    def wrap(self, factory: Callable | None) -> Callable | None:
+        return factory
+
+    def prepare(self, trainer) -> None:
+        pass
+
+    def run(self, trainer, *, resume: bool) -> dict[str, Any]:
+        return trainer.run(resume=resume)
+
+
+class DistributedSession(Session):
+    """This process's part in a run of ``WORLD_SIZE`` ranks (environment set by torchrun or the launcher)."""
+
+    def __init__(self, device: str, *, checksum_every: int = CHECKSUM_EVERY):
+        import torch
+        import torch.distributed as dist
+
+        from ..cli import CLIError
+
+        self.rank = int(os.environ["RANK"])
+        self.world_size = _env_world_size()
+        self.local_rank = int(os.environ.get("LOCAL_RANK", self.rank))
+        local_world = int(os.environ.get("LOCAL_WORLD_SIZE", self.world_size))
+        self.is_main = self.rank == 0
+        self.checksum_every = checksum_every
+        self.oracle = None
+        if "OMP_NUM_THREADS" not in os.environ:
+            torch.set_num_threads(max(1, cores() // local_world))
+        self._device = device
+        if device.startswith("cuda"):
+            if device != "cuda":
+                raise CLIError(f"with several workers give --device cuda (rank r uses cuda:LOCAL_RANK), not {device}")
+            if self.local_rank >= torch.cuda.device_count():
+                raise CLIError(f"rank {self.rank} needs cuda:{self.local_rank} but {torch.cuda.device_count()} "
+                               "CUDA device(s) are visible; start at most one worker per GPU")
+            torch.cuda.set_device(self.local_rank)
+            self._device = f"cuda:{self.local_rank}"
+        backend = "nccl" if self._device.startswith("cuda") else "gloo"
+        if not dist.is_initialized():
+            dist.init_process_group(backend, init_method=os.environ.get(INIT_ENV, "env://"), rank=self.rank,
+                                    world_size=self.world_size)
+
+    def describe(self) -> str:
+        return f", {self.world_size} workers"
+
+    def device(self, device: str) -> str:
+        return self._device
+
+    def wrap(self, factory: Callable | None) -> Callable:
+        from ..oracles.distributed import DistributedOracle
+        from ..recipes import make_oracle
+
+        def build(model, loss_fn, *, groups=None, example_batch=None, **options):
+            inner = make_oracle(model, loss_fn, groups=groups, example_batch=example_batch, oracle_factory=factory,
+                                **options)
+            self.oracle = DistributedOracle(inner, checksum_every=self.checksum_every)
+            return self.oracle
+
+        return build
+
+    def prepare(self, trainer) -> None:
+        from ..cli import CLIError
+
+        if self.oracle is None or trainer.oracle is not self.oracle:
+            raise CLIError("this recipe's task builds its own oracle (it ignores the oracle factory), so its "
+                           "queries cannot be shared; train it with one worker")
+        if not self.is_main:
+            trainer.progress = False
+            trainer.evaluator = None
+
+    def run(self, trainer, *, resume: bool) -> dict[str, Any]:
+        import torch.distributed as dist
+
+        try:
+            if not self.is_main:  # read rank 0's checkpoint, never write one
+                if resume:
+                    trainer.load_checkpoint()
+                trainer.out_dir = None
+                resume = False
+            metrics = trainer.run(resume=resume)
+            self.oracle.check_parameters()
+            stats = self.oracle.comm_stats()
+            steps = max(1, stats["evaluations"])
+            metrics["workers"] = self.world_size
+            metrics["communication"] = {
+                **stats, "bytes_per_step": (stats["loss_bytes_sent"] + stats["checksum_bytes_sent"]) / steps}
+            return metrics
+        finally:
+            if dist.is_initialized():
+                dist.destroy_process_group()
+
+
+def session(args) -> Session:
+    """The session of this process: distributed under torchrun / ``--workers``, else a no-op one."""
+    if _env_world_size() > 1:
+        return DistributedSession(args.device)
+    return Session()
+
+
+# --- the --workers launcher ------------------------------------------------------------
+def _worker(rank: int, world: int, init_method: str, args) -> None:
+    from ..cli import _known_errors, cmd_train
+
+    os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank), LOCAL_WORLD_SIZE=str(world),
+                      **{INIT_ENV: init_method})
+    try:
+        code = cmd_train(args)
+    except _known_errors() as err:
+        print(f"edgezo: error: [rank {rank}] {err}", file=sys.stderr)
+        code = 2
+    except KeyboardInterrupt:
+        code = 130
+    if code:
+        sys.exit(code)
+
+
+def launch_workers(args, out: Path) -> int:
+    """Spawn ``args.workers`` ranks that each run ``edgezo train`` with the same arguments."""
+    import torch
+    import torch.multiprocessing as mp
+
+    from ..cli import CLIError
+
+    n = int(args.workers)
+    if args.device.startswith("cuda") and torch.cuda.device_count() < n:
+        raise CLIError(f"--workers {n} with --device {args.device} needs {n} CUDA devices; "
+                       f"{torch.cuda.device_count()} visible")
+    args.out = str(out)  # the default folder name has a timestamp: fix it once for every rank
+    with tempfile.TemporaryDirectory(prefix="edgezo-dist-") as tmp:
+        init = f"file://{Path(tmp) / 'rendezvous'}"
+        context = mp.start_processes(_worker, args=(n, init, args), nprocs=n, join=False, start_method="spawn")
+        try:
+            while not context.join():
+                pass
+        except mp.ProcessExitedException as err:
+            print(f"edgezo: a worker stopped (exit status {err.exit_code}); the others were stopped too",
+                  file=sys.stderr)
+            return err.exit_code if err.exit_code and err.exit_code > 0 else 1
+        except mp.ProcessRaisedException as err:
+            print(f"edgezo: a worker failed:\n{err}", file=sys.stderr)
+            return 1
+    return 0
