@@ -11,6 +11,8 @@ Other modules add estimators with :func:`register` (e.g. ``hybrid``).
 
 from __future__ import annotations
 
+import importlib
+
 from typing import Any, Callable
 
 from .base import Estimate, Estimator, step_seeds
@@ -18,11 +20,15 @@ from .cge import CGE
 from .fo import FirstOrder
 from .rge import RGE
 
-_REGISTRY: dict[str, Callable[..., Estimator]] = {}
+_REGISTRY: dict[str, Callable[..., Estimator] | str] = {}
 
 
-def register(name: str, factory: Callable[..., Estimator]) -> None:
-    """Register an estimator factory under ``name``; a duplicate name is refused."""
+def register(name: str, factory: Callable[..., Estimator] | str) -> None:
+    """Register an estimator factory (or its ``"module:attr"`` path, imported on first use).
+
+    Adapters register by path so that this package never imports them. A
+    duplicate name is refused.
+    """
     if name in _REGISTRY:
         raise ValueError(f"an estimator named {name!r} is already registered")
     _REGISTRY[name] = factory
@@ -38,8 +44,12 @@ def build_estimator(spec: dict[str, Any] | str) -> Estimator:
     kind = spec.pop("kind", None)
     if kind not in _REGISTRY:
         raise ValueError(f"unknown estimator {kind!r}; available: {', '.join(available())}")
+    factory = _REGISTRY[kind]
+    if isinstance(factory, str):
+        module, attr = factory.split(":")
+        factory = getattr(importlib.import_module(module), attr)
     try:
-        return _REGISTRY[kind](**spec)
+        return factory(**spec)
     except TypeError as err:
         raise ValueError(f"bad options for estimator {kind!r}: {err}") from None
 
@@ -47,6 +57,9 @@ def build_estimator(spec: dict[str, Any] | str) -> Estimator:
 register("rge", RGE)
 register("cge", CGE)
 register("fo", FirstOrder)
+register("hybrid", "edgezo.estimators.hybrid:Hybrid")
+register("sparse-cge", "edgezo.adapters.deepzero.sparse_cge:SparseCGE")
+register("combined", "edgezo.adapters.pinn.combined:Combined")
 
 __all__ = ["Estimate", "Estimator", "RGE", "CGE", "FirstOrder", "build_estimator", "register", "available",
            "step_seeds"]
