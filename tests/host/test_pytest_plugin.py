@@ -31,7 +31,13 @@ def test_faults_are_survived(edgezo_faulty_device):
 
 def test_fixtures_in_a_user_test_file(pytester):
     pytester.makepyfile(test_user=USER_TESTS)
-    result = pytester.runpytest_subprocess("-p", "edgezo.host.pytest_plugin", "-p", "no:cacheprovider", "-rs")
+    # Installed, the plugin is auto-loaded through its pytest11 entry point; naming it
+    # again with -p would register it twice, so -p only where the entry point is absent.
+    from importlib.metadata import entry_points
+
+    installed = any(ep.value == "edgezo.host.pytest_plugin" for ep in entry_points(group="pytest11"))
+    load = () if installed else ("-p", "edgezo.host.pytest_plugin")
+    result = pytester.runpytest_subprocess(*load, "-p", "no:cacheprovider", "-rs")
     outcomes = result.parseoutcomes()
     assert outcomes.get("failed", 0) == 0 and outcomes.get("errors", 0) == 0, result.stdout.str()
     assert outcomes.get("passed", 0) + outcomes.get("skipped", 0) == 4 and outcomes.get("passed", 0) >= 3
