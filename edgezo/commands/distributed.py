@@ -157,6 +157,9 @@ class DistributedSession(Session):
             metrics["workers"] = self.world_size
             metrics["communication"] = {
                 **stats, "bytes_per_step": (stats["loss_bytes_sent"] + stats["checksum_bytes_sent"]) / steps}
+            # Tearing gloo down while a peer still talks to it aborts the process
+            # ("terminate called without an active exception"): leave together.
+            dist.barrier()
             return metrics
         finally:
             if dist.is_initialized():
