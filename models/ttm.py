@@ -825,7 +825,9 @@ class TTMLP(nn.Module):
         tensors with a leading q axis (q, *param.shape); parameters not in the dict are
         the module's own, broadcast over q. ``x``: (B, in) shared, or (q, B, in); with
         ``flatten``, a shared (B, *input_shape) is flattened. Layers before the first
-        perturbed one run once, unstacked (their output is the same for every copy).
+        perturbed one run once, unstacked (their output is the same for every copy); a
+        stacked tensor whose every copy equals the module's own parameter counts as
+        unperturbed (oracles stack all parameters even when a query touches one tensor).
         """
         own = dict(self.named_parameters())
         qs: set[int] = set() if q is None else {int(q)}
@@ -836,6 +838,11 @@ class TTMLP(nn.Module):
             if t.ndim != len(shape) + 1 or tuple(t.shape[1:]) != shape:
                 raise ValueError(f"params[{name!r}] must have shape (q, {', '.join(map(str, shape))}), got {tuple(t.shape)}")
             qs.add(t.shape[0])
+        # An oracle may hand over every parameter stacked although only one tensor differs
+        # between the copies (a coordinate or one-group query). Copies equal to the module's
+        # own value are the module's own: dropping them lets the layers before the first
+        # really perturbed one run once, unstacked (one pass of q·numel comparisons).
+        params = {n: t for n, t in params.items() if not torch.equal(t, own[n].detach().expand_as(t))}
         if x.ndim == 3 and x.shape[-1] == self.in_features:
             x_q = True
             qs.add(x.shape[0])
