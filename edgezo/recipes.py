@@ -39,6 +39,7 @@ TASKS: dict[str, str] = {
     "classification": "edgezo.recipes:build_classification",
     "pinn": "edgezo.adapters.pinn.task:build",
     "solver": "edgezo.adapters.solver.task:build",
+    "deepzero": "edgezo.adapters.deepzero.task:build",
 }
 
 
