@@ -121,6 +121,9 @@ class SteinResult:
     value: (B,) smoothed value u_σ(x).
     grad: (B, D) gradient of u_σ.
     second: (B, D) diagonal second derivatives ∂²u_σ/∂x_i².
+
+    (From :meth:`SteinDerivatives.combine` every field may carry leading axes,
+    e.g. (q, B) and (q, B, D) for q parameter sets.)
     evaluations: number of rows that went through ``f`` in this call.
     """
 
@@ -134,9 +137,9 @@ class SteinResult:
         if dims is None:
             return self.second.sum(dim=-1)
         if isinstance(dims, slice):
-            return self.second[:, dims].sum(dim=-1)
+            return self.second[..., dims].sum(dim=-1)
         idx = torch.as_tensor(list(dims), dtype=torch.long, device=self.second.device)
-        return self.second.index_select(1, idx).sum(dim=-1)
+        return self.second.index_select(-1, idx).sum(dim=-1)
 
 
 def symmetrize_rule(nodes: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
@@ -278,6 +281,39 @@ class SteinDerivatives:
             self._device_cache[device] = t
         return t
 
+    def node_shifts(self, device: torch.device | str = "cpu") -> torch.Tensor:
+        """The offsets ``σ z_j`` (n, D), float64: row j of a point x is ``x + σ z_j``."""
+        return self.sigma * self._tensors(torch.device(device))[0]
+
+    def reseed(self, seed: int) -> None:
+        """Monte Carlo only: use the samples drawn from ``seed`` from now on (deterministic in ``seed``).
+
+        Lets a caller tie the samples to something other than the call count,
+        e.g. draw fresh samples per training step but reuse them for every
+        perturbed parameter set of that step (finite differences need the
+        same nodes on both sides).
+        """
+        if self.rule != "monte_carlo":
+            raise ValueError("reseed() applies to the Monte Carlo rule only; the sparse grid is deterministic")
+        self._set_rule(*monte_carlo_normal(self.dim, self.samples, seed=int(seed), antithetic=self.antithetic))
+
+    def combine(self, F: torch.Tensor) -> SteinResult:
+        """The estimates from node values ``F[..., b, j] = f(x_b + σ z_j)`` (float64, any leading axes).
+
+        ``f(x)`` (the centre column) is subtracted first; the sums are float64
+        matrix products (see the module docstring).
+        """
+        if F.shape[-1] != self.evaluations_per_point:
+            raise ValueError(f"F must have {self.evaluations_per_point} node values in its last axis, "
+                             f"got shape {tuple(F.shape)}")
+        if F.dtype != torch.float64:
+            raise TypeError(f"F is {F.dtype}; Stein sums need float64 node values")
+        _, w, wz, wq = self._tensors(F.device)
+        f0 = F[..., self.centre]
+        G = F - f0.unsqueeze(-1)
+        return SteinResult(value=f0 + G @ w, grad=(G @ wz) / self.sigma,
+                           second=(G @ wq) / (self.sigma * self.sigma), evaluations=int(F.numel()))
+
     def evaluate_nodes(self, f: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> torch.Tensor:
         """``F[b, j] = f(x_b + σ z_j)`` as a (B, n) float64 matrix, chunked by ``max_batch`` rows."""
         B, D = x.shape
@@ -316,14 +352,7 @@ class SteinDerivatives:
         if self.rule == "monte_carlo" and self.resample and self._calls > 0:
             self._set_rule(*self._draw_mc())
         self._calls += 1
-        _, w, wz, wq = self._tensors(x.device)
-        F = self.evaluate_nodes(f, x)
-        f0 = F[:, self.centre]
-        G = F - f0[:, None]
-        value = f0 + G @ w
-        grad = (G @ wz) / self.sigma
-        second = (G @ wq) / (self.sigma * self.sigma)
-        return SteinResult(value=value, grad=grad, second=second, evaluations=int(F.numel()))
+        return self.combine(self.evaluate_nodes(f, x))
 
 
 def _measure(n_points: int = 100, seed: int = 0, mc_seeds: int = 5) -> list[tuple]:

@@ -1,0 +1,192 @@
+"""PDEs for physics-informed training, declared as a residual of (x, u, ∇u, ∂²u).
+
+A :class:`PDE` says
+
+* its inputs: ``dim`` coordinates, sampled uniformly from a box (``lower``,
+  ``upper``) for collocation and test points;
+* its residual ``R(x, u, ∇u, diag ∇²u)`` — zero where u solves the equation —
+  written once for any leading axes (a Stein estimate for q parameter sets
+  has shape (q, B), the autograd baseline (B,));
+* which diagonal second derivatives the residual reads (``second_dims``; the
+  autograd baseline computes only those);
+* a hard constraint ``u = g(x) + a(x) · N(x)`` that wraps the network output N
+  (Lagaris et al. 1998), so the constrained condition holds exactly;
+* the closed-form solution, for the test metric.
+
+Registered PDEs (:data:`PDES`, built by :func:`build_pde` from a recipe's
+``[pde]`` table):
+
+``hjb``  Hamilton–Jacobi–Bellman (METHODS.md §4; Zhao et al. 2023, arXiv:2308.09858)::
+
+    ∂_t u + Δ_x u − 0.05 ‖∇_x u‖² = −2,   x ∈ [0,1]^d, t ∈ [0,1]   (d = 20: 21 inputs)
+    u(x, 1) = Σ_i x_i   — hard:  u = Σ_i x_i + (1 − t) · N(x, t)
+    exact:  u = Σ_i x_i + (2 − 0.05 d)(1 − t)      (= Σ_i x_i + 1 − t for d = 20)
+
+  With the constraint the exact network output is N ≡ 1 (d = 20), and N ≡ 0
+  (the constraint alone) scores a relative L2 error of about 5.5e-2 on [0,1]^21.
+  Only terminal data is given, so functions driven from the boundary of the
+  cube nearly solve the equation too, and the PINN loss is flat along them:
+  a first-order PINN (default init) reached a training loss of 1e-5 with a
+  test error still at 3e-3 — N ≈ 0.89 at t = 0, its Laplacian (ΔN ≈ −0.19)
+  cancelling the residual. The network's initial scale decides how far such
+  modes go (models/recipes/hjb20.toml).
+
+``heat``  heat equation with zero Dirichlet data on the cube::
+
+    ∂_t u = κ Δ_x u,   κ = 1/(π√d),   x ∈ [0,1]^d, t ∈ [0,1]
+    u = 0 on ∂[0,1]^d,   u(x, 0) = Π_i sin(π x_i)
+    hard:   u = Π_i sin(π x_i) + t · Π_i 4 x_i (1 − x_i) · N(x, t)
+    exact:  u = e^{−π√d t} Π_i sin(π x_i)
+
+  The constraint holds the initial and the boundary data exactly, so the
+  problem is well posed (with terminal or initial data only, a problem on a
+  box has many solutions driven from its boundary). κ is chosen so that the
+  decay rate λ = κ d π² equals π√d: then ∂_t²u + Δ_x u = (λ² − d π²) u = 0, the
+  solution is harmonic in (x, t) (on all of R^{d+1}), and a harmonic function
+  equals its own average over any isotropic Gaussian (mean-value property).
+  The Stein-smoothed exact solution is therefore the exact solution, as for
+  HJB (where u is linear): the smoothing adds no bias at the optimum. (The
+  level-3 rule is not exact for sines; its quadrature error remains.)
+
+Coordinates: the time is the last input (index ``dim − 1``) for both.
+"""
+
+from __future__ import annotations
+
+import abc
+import math
+from typing import Any, Callable
+
+import torch
+
+__all__ = ["PDE", "HJB", "Heat", "PDES", "build_pde", "relative_l2"]
+
+
+def relative_l2(pred: torch.Tensor, exact: torch.Tensor) -> float:
+    """‖pred − exact‖₂ / ‖exact‖₂ over all points."""
+    pred, exact = pred.reshape(-1).double(), exact.reshape(-1).double()
+    return float(torch.linalg.norm(pred - exact) / torch.linalg.norm(exact))
+
+
+class PDE(abc.ABC):
+    """A PDE on a box with a hard constraint and a closed-form solution (see the module docstring)."""
+
+    name: str = "pde"
+    dim: int
+    lower: float = 0.0
+    upper: float = 1.0
+
+    @property
+    def second_dims(self) -> tuple[int, ...]:
+        """Input dimensions whose second derivative the residual reads."""
+        return tuple(range(self.dim))
+
+    @abc.abstractmethod
+    def residual(self, x: torch.Tensor, u: torch.Tensor, grad: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
+        """R at points x (B, dim): u (..., B), grad and second (..., B, dim) → (..., B)."""
+
+    def hard_constraint(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """``(g, a)`` at points x (*rows, dim), each (*rows), for ``u = g + a·N``; None: u = N."""
+        return None
+
+    def constrain(self, x: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+        """u from the network output N (``out``, shape (..., *rows)) at points x (*rows, dim)."""
+        ga = self.hard_constraint(x)
+        return out if ga is None else ga[0] + ga[1] * out
+
+    @abc.abstractmethod
+    def exact(self, x: torch.Tensor) -> torch.Tensor:
+        """The closed-form solution at x (N, dim) → (N,)."""
+
+    def sample(self, n: int, generator: torch.Generator, *, dtype=torch.float64, device=None) -> torch.Tensor:
+        """n points uniform in the box, (n, dim)."""
+        u = torch.rand(n, self.dim, generator=generator, dtype=dtype)
+        return (self.lower + (self.upper - self.lower) * u).to(device)
+
+    def describe(self) -> dict[str, Any]:
+        return {"name": self.name, "dim": self.dim}
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in self.describe().items() if k != 'name')})"
+
+
+class HJB(PDE):
+    """∂_t u + Δ_x u − c ‖∇_x u‖² = −2, u(x, 1) = Σ x_i, c = 0.05; exact Σ x_i + (2 − c d)(1 − t)"""
+
+    name = "hjb"
+
+    def __init__(self, space_dim: int = 20, coeff: float = 0.05):
+        if int(space_dim) < 1:
+            raise ValueError(f"space_dim must be >= 1, got {space_dim}")
+        self.space_dim = int(space_dim)
+        self.dim = self.space_dim + 1
+        self.coeff = float(coeff)
+
+    @property
+    def second_dims(self) -> tuple[int, ...]:
+        return tuple(range(self.space_dim))
+
+    def residual(self, x, u, grad, second):
+        d = self.space_dim
+        gx = grad[..., :d]
+        return grad[..., d] + second[..., :d].sum(-1) - self.coeff * (gx * gx).sum(-1) + 2.0
+
+    def hard_constraint(self, x):
+        d = self.space_dim
+        return x[..., :d].sum(-1), 1.0 - x[..., d]
+
+    def exact(self, x):
+        d = self.space_dim
+        return x[..., :d].sum(-1) + (2.0 - self.coeff * d) * (1.0 - x[..., d])
+
+    def describe(self):
+        return {"name": self.name, "space_dim": self.space_dim, "coeff": self.coeff}
+
+
+class Heat(PDE):
+    """∂_t u = κ Δ_x u, κ = 1/(π√d), zero Dirichlet data, u(x, 0) = Π sin(π x_i) (module docstring)."""
+
+    name = "heat"
+
+    def __init__(self, space_dim: int = 3):
+        if int(space_dim) < 1:
+            raise ValueError(f"space_dim must be >= 1, got {space_dim}")
+        self.space_dim = int(space_dim)
+        self.dim = self.space_dim + 1
+        self.rate = math.pi * math.sqrt(self.space_dim)  # decay rate λ = κ d π² = π√d
+        self.kappa = 1.0 / self.rate
+
+    @property
+    def second_dims(self) -> tuple[int, ...]:
+        return tuple(range(self.space_dim))
+
+    def _initial(self, x):
+        return torch.sin(math.pi * x[..., : self.space_dim]).prod(-1)
+
+    def residual(self, x, u, grad, second):
+        return grad[..., self.space_dim] - self.kappa * second[..., : self.space_dim].sum(-1)
+
+    def hard_constraint(self, x):
+        xs = x[..., : self.space_dim]
+        return self._initial(x), x[..., self.space_dim] * (4.0 * xs * (1.0 - xs)).prod(-1)
+
+    def exact(self, x):
+        return torch.exp(-self.rate * x[..., self.space_dim]) * self._initial(x)
+
+    def describe(self):
+        return {"name": self.name, "space_dim": self.space_dim}
+
+
+PDES: dict[str, Callable[..., PDE]] = {"hjb": HJB, "heat": Heat}
+
+
+def build_pde(spec: dict[str, Any] | str) -> PDE:
+    """``{"kind": "hjb", "space_dim": 20}`` → a :class:`PDE`."""
+    spec = {"kind": spec} if isinstance(spec, str) else dict(spec)
+    kind = spec.pop("kind", None)
+    if kind not in PDES:
+        raise ValueError(f"unknown PDE {kind!r}; available: {', '.join(PDES)}")
+    try:
+        return PDES[kind](**spec)
+    except TypeError as err:
+        raise ValueError(f"bad options for PDE {kind!r}: {err}") from None

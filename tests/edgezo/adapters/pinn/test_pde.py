@@ -1,0 +1,104 @@
+"""PDE definitions (edgezo.adapters.pinn.pde): residuals, hard constraints, exact solutions."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from edgezo.adapters.pinn.pde import HJB, Heat, build_pde, relative_l2
+from edgezo.adapters.pinn.sparse_grid import gauss_hermite_1d
+
+
+def autograd_terms(u_fn, x):
+    """u, ∇u and the diagonal of ∇²u by autograd (reference derivatives)."""
+    x = x.clone().requires_grad_(True)
+    u = u_fn(x)
+    (g,) = torch.autograd.grad(u.sum(), x, create_graph=True)
+    if not g.requires_grad:  # u linear in x
+        return u.detach(), g.detach(), torch.zeros_like(x)
+    second = torch.stack([torch.autograd.grad(g[:, i].sum(), x, retain_graph=True)[0][:, i]
+                          for i in range(x.shape[1])], dim=1)
+    return u.detach(), g.detach(), second.detach()
+
+
+@pytest.mark.parametrize("pde", [HJB(20), HJB(3), Heat(10), Heat(2)], ids=repr)
+def test_exact_solution_has_zero_residual_and_wrong_ones_do_not(pde):
+    x = pde.sample(50, torch.Generator().manual_seed(0))
+    res = pde.residual(x, *autograd_terms(pde.exact, x))
+    assert res.abs().max() < 1e-12
+    wrong = pde.residual(x, *autograd_terms(lambda v: pde.exact(v) + 0.1 * v[:, 0] ** 2, x))
+    assert wrong.abs().max() > 1e-2
+
+
+@pytest.mark.parametrize("pde", [HJB(20), Heat(10), Heat(3)], ids=repr)
+def test_hard_constraint_holds_for_any_network_output(pde):
+    x = pde.sample(40, torch.Generator().manual_seed(1))
+    outs = (torch.zeros(40, dtype=torch.float64), 10 * torch.randn(40, dtype=torch.float64))
+    x[:, -1] = 1.0 if isinstance(pde, HJB) else 0.0  # the terminal / initial time
+    for out in outs:
+        torch.testing.assert_close(pde.constrain(x, out), pde.exact(x), rtol=0, atol=1e-14)
+    if isinstance(pde, Heat):  # the faces of the cube, at any time
+        x[:, -1] = torch.rand(40, dtype=torch.float64)
+        x[:20, 0], x[20:, 1] = 0.0, 1.0
+        for out in outs:
+            torch.testing.assert_close(pde.constrain(x, out), pde.exact(x), rtol=0, atol=1e-14)
+            assert pde.exact(x).abs().max() < 1e-15
+    # inside the domain the network output matters
+    x = pde.sample(40, torch.Generator().manual_seed(2))
+    assert (pde.constrain(x, outs[1]) - pde.constrain(x, outs[0])).abs().min() > 0
+
+
+def test_hjb_constraint_output_one_is_the_exact_solution_and_zero_net_scores_5_5e_2():
+    pde = HJB(20)
+    x = pde.sample(10_000, torch.Generator().manual_seed(1234))
+    torch.testing.assert_close(pde.constrain(x, torch.ones(10_000, dtype=torch.float64)), pde.exact(x),
+                               rtol=0, atol=1e-12)
+    zero = relative_l2(pde.constrain(x, torch.zeros(10_000, dtype=torch.float64)), pde.exact(x))
+    # analytic: ‖1 − t‖ / ‖Σx + 1 − t‖ = sqrt((1/3) / E[(Σx + 1 − t)²]), E[...] = 10.5² + 20/12 + 1/12
+    expected = math.sqrt((1 / 3) / (10.5**2 + 20 / 12 + 1 / 12))
+    assert zero == pytest.approx(expected, rel=0.02) and zero == pytest.approx(0.055, abs=0.001)
+
+
+def test_heat_solution_is_its_own_gaussian_average():
+    """e^{−π√d t} Π sin(π x_i) is harmonic in (x, t): E u(x + σz) = u(x) (tensor Gauss–Hermite, 2+1 dims)."""
+    pde = Heat(2)
+    z1, w1 = gauss_hermite_1d(30)
+    grid = np.stack(np.meshgrid(z1, z1, z1, indexing="ij"), -1).reshape(-1, 3)
+    w = torch.as_tensor(np.einsum("i,j,k->ijk", w1, w1, w1).reshape(-1))
+    x = pde.sample(10, torch.Generator().manual_seed(2))
+    for sigma in (0.1, 0.3):
+        smoothed = pde.exact(x[:, None, :] + sigma * torch.as_tensor(grid)[None]) @ w
+        torch.testing.assert_close(smoothed, pde.exact(x), rtol=0, atol=1e-12)
+    # a non-harmonic function is changed by the averaging (the check can fail)
+    smoothed = torch.sin(math.pi * (x[:, None, 0] + 0.3 * torch.as_tensor(grid)[None, :, 0])) @ w
+    assert (smoothed - torch.sin(math.pi * x[:, 0])).abs().max() > 1e-2
+
+
+def test_second_dims_and_sampling():
+    assert HJB(20).second_dims == tuple(range(20)) and HJB(20).dim == 21
+    assert Heat(10).second_dims == tuple(range(10)) and Heat(10).dim == 11
+    x = HJB(4).sample(1000, torch.Generator().manual_seed(0))
+    assert x.dtype == torch.float64 and x.shape == (1000, 5) and 0 <= x.min() and x.max() <= 1
+    a = HJB(4).sample(5, torch.Generator().manual_seed(3))
+    assert torch.equal(a, HJB(4).sample(5, torch.Generator().manual_seed(3)))
+
+
+def test_residual_broadcasts_over_a_leading_axis():
+    pde = HJB(3)
+    x = pde.sample(6, torch.Generator().manual_seed(0))
+    u, g, s = (torch.randn(2, 6, *shape, dtype=torch.float64) for shape in ((), (4,), (4,)))
+    r = pde.residual(x, u, g, s)
+    assert r.shape == (2, 6)
+    torch.testing.assert_close(r[1], pde.residual(x, u[1], g[1], s[1]))
+
+
+def test_build_pde_and_errors():
+    assert isinstance(build_pde({"kind": "hjb", "space_dim": 5}), HJB) and build_pde("heat").dim == 4
+    with pytest.raises(ValueError, match="unknown PDE"):
+        build_pde({"kind": "wave"})
+    with pytest.raises(ValueError, match="bad options"):
+        build_pde({"kind": "hjb", "dims": 3})
+    with pytest.raises(ValueError):
+        HJB(0)
+    assert "space_dim=20" in repr(HJB())

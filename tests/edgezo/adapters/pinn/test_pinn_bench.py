@@ -1,0 +1,85 @@
+"""``edgezo bench pinn`` (edgezo.bench.pinn): equal-error ratios and a tiny end-to-end run."""
+
+import math
+from types import SimpleNamespace
+
+import pytest
+
+from edgezo.bench import pinn as bench
+
+TINY = """
+name = "heat-bench-test"
+description = "tiny heat recipe for the bench test"
+task = "pinn"
+groups = { hidden = ["net.layers.0.*"], last = ["net.layers.1.*"] }
+[pde]
+kind = "heat"
+space_dim = 2
+[pinn]
+steps_per_epoch = 5
+test_points = 300
+[model]
+kind = "pinn-mlp"
+sizes = [3, 6, 1]
+[estimator]
+kind = "combined"
+parts = [{ kind = "cge", groups = ["last"], mu = 1e-3, difference = "central" },
+         { kind = "rge", groups = ["hidden"], q = 2, mu = 1e-2 }]
+[optimizer]
+kind = "adam"
+lr = 0.01
+[train]
+epochs = 1
+batch_size = 8
+seed = 0
+[oracle]
+path = "stacked"
+"""
+
+
+def mc_rows(errs):
+    return [{"evaluations": n, "err": e} for n, e in errs]
+
+
+def test_equal_error_ratio_interpolates_log_log():
+    # error = 1/sqrt(n): reaching 1/sqrt(1000) takes exactly n = 1000
+    mc = mc_rows([(n, 1 / math.sqrt(n)) for n in (10, 100, 10_000)])
+    r = bench.equal_error_ratio(1 / math.sqrt(1000), 100, mc, "err")
+    assert not r["lower_bound"] and r["ratio"] == pytest.approx(10)
+    assert r["mc_evaluations"] == pytest.approx(1000, rel=1e-9)
+    assert r["extrapolated_mc_evaluations"] == pytest.approx(1000, rel=1e-9)
+
+
+def test_equal_error_ratio_reports_a_lower_bound_when_not_reached():
+    mc = mc_rows([(10, 0.5), (100, 0.2), (1000, 0.1)])
+    r = bench.equal_error_ratio(0.01, 50, mc, "err")
+    assert r["lower_bound"] and r["ratio"] == pytest.approx(1000 / 50)
+    assert r["extrapolated_ratio"] > r["ratio"]
+    reached_first = bench.equal_error_ratio(0.9, 50, mc, "err")
+    assert reached_first["mc_evaluations"] == 10 and not reached_first["lower_bound"]
+
+
+def test_tiny_end_to_end_run(tmp_path, monkeypatch):
+    monkeypatch.setitem(bench.SIZES, "quick", {"points": 5, "levels": (2, 3), "mc_pairs": (16, 64), "mc_seeds": 2,
+                                               "steps": 3})
+    path = tmp_path / "tiny.toml"
+    path.write_text(TINY)
+    args = SimpleNamespace(quick=True, seed=0, recipe=str(path), steps=3, eval_every=1, out=str(tmp_path))
+    result = bench.run(args)
+    goals = result["goals"]
+    assert set(goals) == {"heat_bench_test_rel_l2", "heat_bench_test_fo_rel_l2", "heat_bench_test_zero_net_rel_l2",
+                          "heat_bench_test_zo_fo_ratio", "sparse_grid_eval_ratio"}
+    assert all(math.isfinite(v) and v > 0 for v in goals.values())
+    runs = result["training"]
+    assert set(runs) == {"zo_sparse_grid", "zo_monte_carlo", "fo"}
+    assert runs["fo"]["derivatives"] == "autograd" and runs["zo_monte_carlo"]["rule"] == "monte_carlo"
+    assert [h["step"] for h in runs["fo"]["history"]] == [0, 1, 2, 3]
+    # equal cost: Monte Carlo gets as many nodes per point as the grid (2·pairs + 1 = grid size, 3-D level 3: 25)
+    assert runs["zo_monte_carlo"]["network_evaluations"] == runs["zo_sparse_grid"]["network_evaluations"]
+    d = result["derivatives"]
+    level3 = next(r for r in d["sparse_grid"] if r["level"] == 3)
+    mc_small = d["monte_carlo"][0]
+    assert level3["lap_err"] < mc_small["lap_err"]  # 25 grid nodes beat 33 Monte Carlo evaluations
+    assert [r["level"] for r in d["sparse_grid"]] == [2, 3] and d["points"] == 5
+    bench.plot(result, tmp_path / "pinn.png")
+    assert (tmp_path / "pinn.png").stat().st_size > 10_000
