@@ -6,6 +6,14 @@ multipliers and receives float32 losses (``evaluate``), and sends
 seed-SGD: ``θ ← θ − lr Σ c_i z(seed_i)``, MeZO, Malladi et al. 2023). A dense
 vector crosses the link only to load or read θ.
 
+Compact messages (docs/protocol.md §2): when an evaluate's queries are the
+RGE pattern over a seed chain (``RGE(seed_chain=True)``) the host sends
+evaluate-chain (seed_0, n, pattern) instead of 5 bytes per query; an update
+whose seeds, group and kind are those of the last evaluate on the same device
+incarnation goes as update-last (step, lr, coefficients); a batch whose
+features are ``u · 2^-k`` with integers u in [0, 255] goes as u8
+(load-batch-u8). Otherwise, and always in a replay, the explicit forms.
+
 Recovery (docs/protocol.md §5): every ``checkpoint_every`` updates the host
 reads θ back (verified with the device's CRC-32) and keeps it with the step
 counter; the updates since then are logged. When the device answers "no
@@ -85,7 +93,7 @@ class DeviceOracle(Oracle):
 
     def __init__(self, model: torch.nn.Module, loss_fn=None, *, link: DeviceLink | str, groups=None,
                  max_batch: int = 64, checkpoint_every: int = 20, timeout: float = 2.0, retries: int = 20,
-                 frame_bytes: int | None = None):
+                 frame_bytes: int | None = None, compact: bool = True):
         self.model = model
         self.space = ParamSpace(model, groups)
         self.layout = self.space.layout
@@ -100,6 +108,8 @@ class DeviceOracle(Oracle):
         self.counters = Counters()
         self.spec = model_spec(model, max_batch)
         self.checkpoint_every = checkpoint_every
+        self.compact = bool(compact)
+        self._last_eval = None  # (kind, offset, count, seeds) of the device's last evaluate, this incarnation
         info = self.link.hello()
         if info["version"] != P.VERSION:
             raise OracleError(f"device speaks protocol v{info['version']}, host v{P.VERSION}")
@@ -133,6 +143,7 @@ class DeviceOracle(Oracle):
         self._log = []
         self._theta_cache = None
         self._batch_key = None
+        self._last_eval = None
 
     def _recover(self) -> None:
         """The device was reset: reload the checkpoint, replay the logged updates (again if it resets meanwhile)."""
@@ -186,10 +197,14 @@ class DeviceOracle(Oracle):
     def _upload_batch(self) -> None:
         if self._batch_key is not None:
             return
-        bid, total, feats, data = self._batch_bytes
-        per = self.max_body - P.BATCH_HEAD.size
+        bid, total, feats, data, scale = self._batch_bytes
+        if scale is None:
+            ftype, head = P.LOAD_BATCH, lambda lo: P.BATCH_HEAD.pack(bid, total, feats, lo)
+        else:
+            ftype, head = P.LOAD_BATCH_U8, lambda lo: P.BATCH_U8_HEAD.pack(bid, total, feats, scale, lo)
+        per = self.max_body - len(head(0))
         for lo in range(0, len(data), per):
-            self.link.request(P.LOAD_BATCH, P.BATCH_HEAD.pack(bid, total, feats, lo) + data[lo:lo + per])
+            self.link.request(ftype, head(lo) + data[lo:lo + per])
         self._batch_key = bid
 
     def _set_batch(self, batch) -> None:
@@ -202,10 +217,12 @@ class DeviceOracle(Oracle):
             raise ValueError(f"batch of {x.shape[0]} exceeds the device's max batch {self.spec.max_batch}")
         if yb.min() < 0 or yb.max() > 255:
             raise ValueError("the device takes class labels in [0, 255]")
-        data = x.tobytes() + yb.astype(np.uint8).tobytes()
-        bid = zlib.crc32(data)
+        scale = P.u8_scale(x) if self.compact else None
+        xb = x.tobytes() if scale is None else np.round(x / np.float32(scale)).astype(np.uint8).tobytes()
+        data = xb + yb.astype(np.uint8).tobytes()
+        bid = zlib.crc32(data) ^ (0 if scale is None else 0x5A5A5A5A)
         if self._batch_bytes is None or self._batch_bytes[0] != bid or self._batch_bytes[3] != data:
-            self._batch_bytes = (bid, x.shape[0], x.shape[1], data)
+            self._batch_bytes = (bid, x.shape[0], x.shape[1], data, scale)
             self._batch_key = None
 
     # ------------------------------------------------------------ Oracle
@@ -217,13 +234,23 @@ class DeviceOracle(Oracle):
         self._set_batch(batch)
         g = self.layout.group(queries.group)
         mu, mults = P.scale_multipliers(queries.scales)
-        per = min((self.max_body - P.EVAL_HEAD.size) // 5, self.max_body // 4, 255)
         out = []
         seeds = [int(s) for s in queries.seeds]
-        for lo in range(0, len(seeds), per):
-            body = P.pack_evaluate(queries.kind, g.offset, g.numel, mu, seeds[lo:lo + per], mults[lo:lo + per])
-            resp = self._call(P.EVALUATE, body, needs_batch=True)
+        self._last_eval = None  # unknown until this evaluate has been answered
+        chain = P.chain_pattern(seeds, mults) if self.compact and len(seeds) <= self.max_body // 4 else None
+        if chain is not None:
+            body = P.pack_evaluate_chain(queries.kind, g.offset, g.numel, mu, *chain)
+            resp = self._call(P.EVALUATE_CHAIN, body, needs_batch=True)
             out += struct.unpack(f"<{len(resp) // 4}f", resp)
+            self._last_eval = (queries.kind, g.offset, g.numel, P.distinct_seeds(seeds, mults))
+        else:
+            per = min((self.max_body - P.EVAL_HEAD.size) // 5, self.max_body // 4, 255)
+            for lo in range(0, len(seeds), per):
+                body = P.pack_evaluate(queries.kind, g.offset, g.numel, mu, seeds[lo:lo + per], mults[lo:lo + per])
+                resp = self._call(P.EVALUATE, body, needs_batch=True)
+                out += struct.unpack(f"<{len(resp) // 4}f", resp)
+                self._last_eval = (queries.kind, g.offset, g.numel, P.distinct_seeds(seeds[lo:lo + per],
+                                                                                      mults[lo:lo + per]))
         self.counters.add(len(queries), batch_size_of(batch))
         return torch.tensor(out, dtype=torch.float64)
 
@@ -231,13 +258,28 @@ class DeviceOracle(Oracle):
         if update.kind not in P.KIND_IDS:
             raise OracleError(f"the device generates {', '.join(P.KIND_IDS)} directions, not {update.kind!r}")
         g = self.layout.group(update.group)
+        seeds = [int(s) for s in update.seeds]
+        coeffs = [float(c) for c in update.coeffs]
+        last = (update.kind, g.offset, g.numel, seeds)
         per = min((self.max_body - P.UPDATE_HEAD.size) // 8, 255)
-        for lo in range(0, len(update.seeds), per):
-            body = P.pack_update(self.step + 1, update.kind, g.offset, g.numel, lr,
-                                 [int(s) for s in update.seeds[lo:lo + per]], update.coeffs[lo:lo + per])
-            self._log.append(body)
-            self._call(P.UPDATE, body)
-            self.step += 1
+        if self.compact and self._last_eval == last and len(seeds) <= per:  # its explicit form fits one frame
+            step = self.step + 1
+            body = P.pack_update(step, update.kind, g.offset, g.numel, lr, seeds, coeffs)
+            self._log.append(body)  # a replay sends the explicit form
+            try:
+                self.link.request(P.UPDATE_LAST, P.pack_update_last(step, lr, coeffs))
+            except DeviceReset:  # reset since the evaluate: recover (replays this update), then confirm
+                self._recover()
+                self._call(P.UPDATE, body)
+            self.step = step
+        else:
+            for lo in range(0, len(seeds), per):
+                step = self.step + 1
+                body = P.pack_update(step, update.kind, g.offset, g.numel, lr, seeds[lo:lo + per],
+                                     coeffs[lo:lo + per])
+                self._log.append(body)
+                self._call(P.UPDATE, body)  # a reset meanwhile: the recovery replays it (and sets self.step)
+                self.step = step
         self._theta_cache = None
         if self.checkpoint_every and len(self._log) >= self.checkpoint_every:
             self.checkpoint()

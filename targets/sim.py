@@ -8,7 +8,9 @@ update ``θ ← θ + a_i z(seed_i)`` with ``a_i = fl32(-(lr · c_i))``, one seed
 after the other, each coordinate ``θ_j ← fl32(θ_j + fl32(a_i z_j))`` (the
 rounding of ``ezdir_axpy``). Updates carry a step counter and are applied at
 most once; the last response is cached per sequence number, so a retransmitted
-request is answered, never re-executed.
+request is answered, never re-executed. The compact messages (evaluate-chain,
+update-last with the last evaluate's seeds kept, load-batch-u8) behave like
+the firmware's, answers and errors included (tests/targets/test_firmware.py).
 
 Forward passes run in numpy float32; the TT-matrix layer contracts its cores
 one after the other (never forming W), like the firmware.
@@ -97,7 +99,9 @@ class DeviceState:
         self.batch_x = self.batch_y = None
         self.batch_id = None
         self.batch_total = self.batch_loaded = 0
+        self.batch_width = 4  # bytes per feature of the batch being loaded (4 float32, 1 u8)
         self.ram = 0
+        self.last_eval: tuple[int, int, int, list[int]] | None = None  # kind, offset, count, seeds (update-last)
 
     # -- helpers -------------------------------------------------------------
     def _need_model(self):
@@ -135,6 +139,7 @@ class DeviceState:
                                           f"{self.profile.name} has {self.profile.sram_bytes}; "
                                           "use a TT model or a smaller batch")
         self.spec, self.ram = spec, total
+        self.last_eval = None
         self.theta = np.zeros(spec.num_params, np.float32)
         self.step = 0
         self.batch_id = None
@@ -151,35 +156,63 @@ class DeviceState:
         return b""
 
     def load_batch(self, body):
-        self._need_model()
         bid, total, feats, offset = P.BATCH_HEAD.unpack_from(body)
+        return self._load_batch(bid, total, feats, offset, body[P.BATCH_HEAD.size:], 4, None)
+
+    def load_batch_u8(self, body):
+        bid, total, feats, scale, offset = P.BATCH_U8_HEAD.unpack_from(body)
+        return self._load_batch(bid, total, feats, offset, body[P.BATCH_U8_HEAD.size:], 1, np.float32(scale))
+
+    def _load_batch(self, bid, total, feats, offset, data, width, scale):
+        """Chunks of ``x[total][feats]`` (float32, or u8 times ``scale``) then ``u8 y[total]``."""
+        self._need_model()
         if feats != self.spec.in_features:
             raise DeviceError(P.E_ARG, f"batch has {feats} features, the model takes {self.spec.in_features}")
         if not 0 < total <= self.spec.max_batch:
             raise DeviceError(P.E_MEMORY, f"batch of {total} exceeds the model's max batch {self.spec.max_batch}")
-        data = body[P.BATCH_HEAD.size:]
-        size = total * (4 * feats + 1)
+        size = total * (width * feats + 1)
         if offset == 0:
             self.batch_id, self.batch_total, self.batch_loaded = bid, total, 0
-            self._bbuf = bytearray(size)
-        if bid != self.batch_id or total != self.batch_total or offset > self.batch_loaded or offset + len(data) > size:
+            self.batch_width, self._bbuf = width, bytearray(size)
+        if (bid != self.batch_id or total != self.batch_total or width != self.batch_width
+                or offset > self.batch_loaded or offset + len(data) > size):
             raise DeviceError(P.E_ARG, "load_batch: chunks must come in order from offset 0")
         self._bbuf[offset:offset + len(data)] = data
         self.batch_loaded = max(self.batch_loaded, offset + len(data))
         if self.batch_loaded == size:
             nx = total * feats
-            self.batch_x[:total] = np.frombuffer(bytes(self._bbuf), "<f4", count=nx).reshape(total, feats)
-            self.batch_y[:total] = np.frombuffer(bytes(self._bbuf), np.uint8, offset=4 * nx)
+            if width == 4:
+                x = np.frombuffer(bytes(self._bbuf), "<f4", count=nx)
+            else:
+                x = np.frombuffer(bytes(self._bbuf), np.uint8, count=nx).astype(np.float32) * scale
+            self.batch_x[:total] = x.reshape(total, feats)
+            self.batch_y[:total] = np.frombuffer(bytes(self._bbuf), np.uint8, offset=width * nx)
         return struct.pack("<I", self.batch_loaded)
+
+    def _batch_complete(self) -> bool:
+        return (self.batch_id is not None
+                and self.batch_loaded >= self.batch_total * (self.batch_width * self.spec.in_features + 1))
 
     def evaluate(self, body):
         self._need_model()
-        kind, offset, count, mu, seeds, mults = P.unpack_evaluate(body)
-        if self.batch_id is None or self.batch_loaded < self.batch_total * (4 * self.spec.in_features + 1):
+        return self._evaluate(*P.unpack_evaluate(body))
+
+    def evaluate_chain(self, body):
+        self._need_model()
+        kind, offset, count, mu, seed0, n, pattern = P.EVAL_CHAIN.unpack(body)
+        if pattern not in (P.PATTERN_FORWARD, P.PATTERN_CENTRAL) or n == 0:
+            raise DeviceError(P.E_ARG, f"evaluate_chain: pattern {pattern}, n {n}")
+        seeds, mults = P.chain_queries(seed0, n, pattern)
+        return self._evaluate(kind, offset, count, mu, seeds, mults)
+
+    def _evaluate(self, kind, offset, count, mu, seeds, mults):
+        if not self._batch_complete():
             raise DeviceError(P.E_NO_BATCH, "no complete batch loaded")
         self._range(offset, count)
         if kind not in P.KIND_NAMES:
             raise DeviceError(P.E_ARG, f"unknown direction kind {kind}")
+        if len(mults) > P.last_seeds_capacity(self.profile.max_frame_bytes):
+            raise DeviceError(P.E_ARG, "evaluate: too many queries for one response frame")
         n = self.batch_total
         x, y = self.batch_x[:n], self.batch_y[:n]
         z = directions(list(seeds), offset, count, P.KIND_NAMES[kind]).numpy() if seeds else None
@@ -190,11 +223,24 @@ class DeviceState:
                 s = np.float32(m) * np.float32(mu)
                 pert[offset:offset + count] += s * z[i]
             out.append(cross_entropy(forward(self.spec, pert, x), y))
+        self.last_eval = (kind, offset, count, P.distinct_seeds(seeds, mults))
         return struct.pack(f"<{len(out)}f", *out)
 
     def update(self, body):
         self._need_model()
-        step, kind, offset, count, lr, seeds, coeffs = P.unpack_update(body)
+        return self._update(*P.unpack_update(body))
+
+    def update_last(self, body):
+        self._need_model()
+        step, lr, coeffs = P.unpack_update_last(body)
+        if step <= self.step:
+            return P.UPDATE_RESP.pack(self.step, 0)
+        if self.last_eval is None or not self.last_eval[3] or len(self.last_eval[3]) != len(coeffs):
+            raise DeviceError(P.E_ARG, "update_last: the coefficients do not match the last evaluate's seeds")
+        kind, offset, count, seeds = self.last_eval
+        return self._update(step, kind, offset, count, lr, seeds, coeffs)
+
+    def _update(self, step, kind, offset, count, lr, seeds, coeffs):
         if step <= self.step:
             return P.UPDATE_RESP.pack(self.step, 0)  # already applied: idempotent
         if step != self.step + 1:
@@ -222,7 +268,8 @@ class DeviceState:
         return P.CKPT_RESP.pack(self.step, self.theta.size, zlib.crc32(self.theta.astype("<f4").tobytes()))
 
     HANDLERS = {P.HELLO: hello, P.SET_MODEL: set_model, P.WRITE_WEIGHTS: write_weights, P.LOAD_BATCH: load_batch,
-                P.EVALUATE: evaluate, P.UPDATE: update, P.READ_WEIGHTS: read_weights, P.CHECKPOINT: checkpoint}
+                P.EVALUATE: evaluate, P.UPDATE: update, P.READ_WEIGHTS: read_weights, P.CHECKPOINT: checkpoint,
+                P.EVALUATE_CHAIN: evaluate_chain, P.UPDATE_LAST: update_last, P.LOAD_BATCH_U8: load_batch_u8}
 
 
 class Simulator:

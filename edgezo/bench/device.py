@@ -1,12 +1,16 @@
 """``edgezo bench device``: bytes on the wire, steps per second and device RAM of on-device ZO training.
 
 Runs the digits TT-MLP (1,722 parameters) with forward-difference RGE (q
-seeds) and seed-SGD on the Python device simulator over a pty and counts the
-link's bytes per message type:
+seeds drawn as a seed chain) and seed-SGD on the Python device simulator over
+a pty and counts the link's bytes per message type:
 
-* bytes per query = (evaluate + update bytes, both directions) / queries;
-  the batch upload is reported separately (a device that senses its own data
-  does not need it);
+* bytes per query = (evaluate + update bytes, both directions) / queries,
+  with the compact messages (evaluate-chain: seed_0, n, pattern; update-last:
+  step, lr, coefficients; docs/protocol.md) and, for comparison, with the
+  explicit ones (``bytes_per_query_explicit``);
+* the batch upload is reported separately (a device that senses its own data
+  does not need it): as u8 (load-batch-u8, digits pixels are k/16) and as
+  float32;
 * wire_ratio = dense float32 gradient bytes (4 d per step) / our control
   bytes per step; also vs sending dense weights;
 * steps per second over the pty (unthrottled, measured) and at 115200 baud
@@ -19,7 +23,8 @@ link's bytes per message type:
 * qemu_test_accuracy: the recipe digits-tt-device trained on the C firmware
   built for a Cortex-M4F and run under QEMU (mps2-an386), the host only
   sending seeds, coefficients and batches; the test accuracy is computed on the
-  host from θ read back. ``--quick`` stops after a few steps (a smoke run, not
+  host from θ read back. ``qemu.step_profile`` times, on that device, one
+  batch upload (float32 and u8) and one step's evaluate and update. ``--quick`` stops after a few steps (a smoke run, not
   the goal); without arm-none-eabi-gcc / qemu-system-arm it is None with the
   reason in ``qemu``. ``firmware_sram_bytes`` is arm-none-eabi-size's
   data + bss of the ELF (stack included).
@@ -33,15 +38,19 @@ import numpy as np
 import torch
 
 
-def _run(link, model, x, y, steps, q, batch, lr, frame_bytes=None, checkpoint_every=20):
+CONTROL = ("evaluate", "update", "evaluate_chain", "update_last")
+BATCH = ("load_batch", "load_batch_u8")
+
+
+def _run(link, model, x, y, steps, q, batch, lr, frame_bytes=None, checkpoint_every=20, compact=True):
     from ..estimators.rge import RGE
     from ..host.device_oracle import DeviceOracle
     from ..losses import cross_entropy
     from ..optim import seed_sgd_step
 
     oracle = DeviceOracle(model, cross_entropy, link=link, max_batch=batch, groups="per_tensor",
-                          checkpoint_every=checkpoint_every, frame_bytes=frame_bytes)
-    est = RGE(q=q, mu=0.01, difference="forward")
+                          checkpoint_every=checkpoint_every, frame_bytes=frame_bytes, compact=compact)
+    est = RGE(q=q, mu=0.01, difference="forward", seed_chain=True)
     before = {k: list(v) for k, v in link.stats.by_type.items()}
     t0 = time.perf_counter()
     for step in range(steps):
@@ -70,13 +79,21 @@ def run(args) -> dict:
 
     with SimulatorThread("cortex-m4-256k") as sim:
         link = DeviceLink(sim.port)
-        oracle, wall, delta = _run(link, model(), x, y, steps, q, batch, 0.05)
+        oracle, wall, delta = _run(link, model(), x, y, steps, q, batch, 0.025)
         sram = oracle.info["sram_bytes"]
         ram = oracle.device_ram
+        theta = oracle.get_flat()
+        link.close()
+    with SimulatorThread("cortex-m4-256k") as sim:  # the same run with the explicit messages, for comparison
+        link = DeviceLink(sim.port)
+        oracle_x, _, delta_x = _run(link, model(), x, y, steps, q, batch, 0.025, compact=False)
+        same_theta = bool(torch.equal(theta, oracle_x.get_flat()))
         link.close()
     d = oracle.dim
-    control = sum(v[1] + v[2] for k, v in delta.items() if k in ("evaluate", "update"))
-    batch_bytes = sum(v[1] + v[2] for k, v in delta.items() if k == "load_batch")
+    control = sum(v[1] + v[2] for k, v in delta.items() if k in CONTROL)
+    control_x = sum(v[1] + v[2] for k, v in delta_x.items() if k in CONTROL)
+    batch_bytes = sum(v[1] + v[2] for k, v in delta.items() if k in BATCH)
+    batch_bytes_f32 = sum(v[1] + v[2] for k, v in delta_x.items() if k in BATCH)
     queries = steps * (q + 1)
     per_step = control / steps
     per_step_total = (control + batch_bytes) / steps
@@ -91,7 +108,7 @@ def run(args) -> dict:
         with SimulatorThread("cortex-m4-256k") as sim:
             lk = (faulty_link(sim.port, corrupt=0.01, drop=0.03, reset_every=250, seed=3, timeout=0.04)
                   if faulty else DeviceLink(sim.port))
-            o, _, _ = _run(lk, tiny(), x, y, fsteps, 4, 4, 0.05, frame_bytes=64, checkpoint_every=4)
+            o, _, _ = _run(lk, tiny(), x, y, fsteps, 4, 4, 0.025, frame_bytes=64, checkpoint_every=4)
             thetas.append(o.get_flat().numpy().view(np.uint32).copy())
             lk.close()
     identical = int(np.array_equal(thetas[0], thetas[1]))
@@ -101,6 +118,9 @@ def run(args) -> dict:
         "qemu": qemu_result,
         "model": "digits TT-MLP 64-512-10 (1,722 params)", "steps": steps, "q": q, "batch": batch,
         "bytes_per_step_control": per_step, "bytes_per_step_with_batch": per_step_total,
+        "bytes_per_query_explicit": control_x / queries, "bytes_per_step_control_explicit": control_x / steps,
+        "batch_bytes_per_step_u8": batch_bytes / steps, "batch_bytes_per_step_f32": batch_bytes_f32 / steps,
+        "compact_equals_explicit_theta": same_theta, "by_type_explicit": delta_x,
         "dense_gradient_bytes": 4 * d, "dense_weights_bytes": 4 * d,
         "by_type": delta, "steps_per_s_pty": steps_per_s, "steps_per_s_115200_computed": steps_per_s_115200,
         "device_ram_bytes": ram, "sram_bytes": sram,
@@ -135,15 +155,61 @@ def _qemu_training(quick: bool) -> dict:
     with qemu.FirmwareDevice("qemu", binary=elf) as dev, tempfile.TemporaryDirectory() as tmp:
         link = DeviceLink(dev.port, timeout=30)
         try:
+            profile = _step_profile(link, recipe)
+            t0 = time.perf_counter()
             trainer = build_trainer(recipe, data_path=None, out_dir=tmp, progress=False,
                                     oracle_factory=device_factory(link))
             metrics = trainer.run()
             info = trainer.oracle.info
         finally:
             link.close()
-    return {"test_accuracy": metrics.get("test_accuracy"), "steps": metrics.get("steps"),
-            "wall_s": time.perf_counter() - t0, "device": info, "firmware_sram_bytes": size["sram"],
-            "firmware_flash_bytes": size["flash"], "quick": quick, "recipe": recipe.name}
+    wall = time.perf_counter() - t0
+    steps = metrics.get("steps")
+    return {"test_accuracy": metrics.get("test_accuracy"), "steps": steps, "wall_s": wall,
+            "s_per_step": wall / steps if steps else None, "step_profile": profile, "device": info,
+            "device_ram_bytes": trainer.oracle.device_ram, "firmware_sram_bytes": size["sram"],
+            "firmware_flash_bytes": size["flash"], "quick": quick, "recipe": recipe.name,
+            "estimator": dict(recipe.config.get("estimator", {})), "optimizer": dict(recipe.config.get("optimizer", {})),
+            "train": dict(recipe.config.get("train", {}))}
+
+
+def _step_profile(link, recipe, repeats: int = 3) -> dict:
+    """Seconds on the device for one batch upload (float32 / u8) and one step's evaluate and update."""
+    from ..data import load_digits
+    from ..estimators.rge import RGE
+    from ..host.device_oracle import DeviceOracle
+    from ..losses import cross_entropy
+    from ..models.ttm import TTMLP
+    from ..optim import seed_sgd_step
+
+    est_cfg = recipe.config["estimator"]
+    bs = int(recipe.config["train"]["batch_size"])
+    d = load_digits()
+    torch.manual_seed(0)
+    model = TTMLP(recipe.config["model"]["layer_specs"])
+    est = RGE(q=est_cfg["q"], mu=est_cfg["mu"], difference=est_cfg["difference"],
+              seed_chain=est_cfg.get("seed_chain", False))
+    out = {}
+    for compact in (False, True):
+        oracle = DeviceOracle(model, cross_entropy, link=link, max_batch=bs, compact=compact, checkpoint_every=0)
+        up, ev, upd = [], [], []
+        for r in range(repeats):
+            batch = (d.x_train[r * bs:(r + 1) * bs], d.y_train[r * bs:(r + 1) * bs])
+            t = time.perf_counter()
+            oracle._set_batch(batch)
+            oracle._upload_batch()
+            up.append(time.perf_counter() - t)
+            t = time.perf_counter()
+            e = est.estimate(oracle, batch, step=r, seed=0)
+            ev.append(time.perf_counter() - t)
+            t = time.perf_counter()
+            seed_sgd_step(oracle, e, 0.0)
+            upd.append(time.perf_counter() - t)
+        key = "compact" if compact else "explicit"
+        out[f"batch_upload_s_{'u8' if compact else 'f32'}"] = float(np.median(up))
+        out[f"evaluate_s_{key}"] = float(np.median(ev))
+        out[f"update_s_{key}"] = float(np.median(upd))
+    return out
 
 
 def plot(result, path) -> None:
@@ -153,8 +219,9 @@ def plot(result, path) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(1, 2, figsize=(10, 4))
-    labels = ["ours (control)", "ours + batch", "dense gradient"]
-    vals = [result["bytes_per_step_control"], result["bytes_per_step_with_batch"], result["dense_gradient_bytes"]]
+    labels = ["control\n(compact)", "control\n(explicit)", "+ batch u8", "dense\ngradient"]
+    vals = [result["bytes_per_step_control"], result["bytes_per_step_control_explicit"],
+            result["bytes_per_step_with_batch"], result["dense_gradient_bytes"]]
     ax[0].bar(labels, vals)
     ax[0].set_ylabel("bytes per step")
     ax[0].set_yscale("log")

@@ -18,6 +18,13 @@ tensor-compressed BP-free training of Zhao et al. 2023) lowers d per step.
 The estimate is returned as (seed, coefficient) pairs (MeZO, Malladi et al.
 2023): the directions are never stored and a device regenerates them.
 Cost: q + 1 forward passes (forward difference) or 2q (central).
+
+``seed_chain=True`` draws the q seeds of a step as a chain: the first from
+:func:`step_seeds` as usual, the others ``s_i = W(s_0, i) = H(H(i) ^ s_0)``
+with the direction generator's hash ``H`` (docs/directions.md §3 and §11), so
+a device regenerates all q seeds from ``s_0`` and the wire carries one seed
+per step (docs/protocol.md, evaluate-chain). The default (independent
+``step_seeds``) is unchanged.
 """
 
 from __future__ import annotations
@@ -33,13 +40,32 @@ from .base import Estimate, Estimator, step_seeds
 DIFFERENCES = ("forward", "central")
 LAYERWISE = (None, "cycle", "random")
 
+_M32 = 0xFFFFFFFF
+
+
+def _hash32(x: int) -> int:
+    """``lowbias32`` (docs/directions.md §3) on a Python int."""
+    x &= _M32
+    x ^= x >> 16
+    x = (x * 0x7FEB352D) & _M32
+    x ^= x >> 15
+    x = (x * 0x846CA68B) & _M32
+    x ^= x >> 16
+    return x
+
+
+def chain_seeds(seed0: int, n: int) -> tuple[int, ...]:
+    """The seed chain ``(s_0, s_1, ..., s_{n-1})``, ``s_i = H(H(i) ^ s_0)`` for i ≥ 1 (docs/directions.md §11)."""
+    s0 = int(seed0) & _M32
+    return (s0,) + tuple(_hash32(_hash32(i) ^ s0) for i in range(1, n))
+
 
 class RGE(Estimator):
     name = "rge"
 
     def __init__(self, *, q: int = 20, mu: float = 1e-2, difference: str = "central",
                  direction: str = "rademacher", groups: Sequence[str] | None = None,
-                 layerwise: str | None = None, salt: int = 0):
+                 layerwise: str | None = None, salt: int = 0, seed_chain: bool = False):
         if q < 1:
             raise ValueError(f"q must be a positive number of directions, got {q}")
         if not mu > 0:
@@ -54,12 +80,13 @@ class RGE(Estimator):
         self.groups = None if groups is None else tuple(groups)
         self.layerwise = layerwise
         self.salt = int(salt)
+        self.seed_chain = bool(seed_chain)
 
     def options(self) -> dict:
         defaults = dict(q=20, mu=1e-2, difference="central", direction="rademacher", groups=None,
-                        layerwise=None, salt=0)
+                        layerwise=None, salt=0, seed_chain=False)
         current = dict(q=self.q, mu=self.mu, difference=self.difference, direction=self.direction,
-                       groups=self.groups, layerwise=self.layerwise, salt=self.salt)
+                       groups=self.groups, layerwise=self.layerwise, salt=self.salt, seed_chain=self.seed_chain)
         return {k: v for k, v in current.items() if v != defaults[k]}
 
     def forward_passes_per_step(self, dim: int) -> int:
@@ -81,7 +108,10 @@ class RGE(Estimator):
     def estimate(self, oracle: Oracle, batch: Batch, *, step: int, seed: int) -> Estimate:
         terms, losses, passes = [], [], 0
         for k, group in enumerate(self._groups_for_step(oracle, step, seed)):
-            seeds = step_seeds(seed, step, self.q, salt=self.salt * 1000 + k)
+            if self.seed_chain:
+                seeds = chain_seeds(step_seeds(seed, step, 1, salt=self.salt * 1000 + k)[0], self.q)
+            else:
+                seeds = step_seeds(seed, step, self.q, salt=self.salt * 1000 + k)
             g = oracle.layout.group(group)
             scale = float(g.numel) if self.direction == "sphere" else 1.0
             if self.difference == "central":

@@ -1,4 +1,5 @@
-/* device.c - protocol v1 message handling (see device.h and docs/protocol.md). */
+/* device.c - protocol v1 message handling (see device.h and docs/protocol.md), the compact messages
+ * evaluate-chain (0x09), update-last (0x0A) and load-batch-u8 (0x0B) included. */
 #include "device.h"
 
 #include <string.h>
@@ -8,10 +9,13 @@
 #include "wire.h"
 
 enum { HELLO = 0x01, SET_MODEL = 0x02, WRITE_WEIGHTS = 0x03, LOAD_BATCH = 0x04, EVALUATE = 0x05, UPDATE = 0x06,
-       READ_WEIGHTS = 0x07, CHECKPOINT = 0x08, RESET = 0x0F, RESPONSE = 0x80, ERROR = 0xFF };
+       READ_WEIGHTS = 0x07, CHECKPOINT = 0x08, EVALUATE_CHAIN = 0x09, UPDATE_LAST = 0x0A, LOAD_BATCH_U8 = 0x0B,
+       RESET = 0x0F, RESPONSE = 0x80, ERROR = 0xFF };
 enum { E_VERSION = 1, E_TYPE, E_LENGTH, E_NO_MODEL, E_NO_BATCH, E_MEMORY, E_ARG, E_STEP };
 #define VERSION 1
 #define HEADER 4
+#define BODY_MAX (EZ_MAX_FRAME - HEADER - 2 - 2)
+#define LAST_SEEDS (BODY_MAX / 4) /* one per loss of an evaluate response */
 
 /* the arena: θ | perturbed θ | batch x | batch labels | activations a, b | logits */
 static float arena[EZ_ARENA_BYTES / 4];
@@ -24,7 +28,11 @@ static struct {
     float *theta, *pert, *bx, *a, *b, *logits;
     uint8_t *by;
     int have_batch;
-    uint32_t batch_id, batch_total, batch_loaded;
+    uint32_t batch_id, batch_total, batch_loaded, batch_width; /* width: bytes per feature, 4 f32 or 1 u8 */
+    float batch_scale;
+    /* the last evaluate's distinct non-zero-multiplier seeds (first appearance), for update-last */
+    uint32_t last_kind, last_off, last_cnt, last_n;
+    uint32_t last_seeds[LAST_SEEDS];
 } D;
 
 static uint8_t rx[EZ_MAX_FRAME + 1];        /* one incoming frame (COBS, decoded in place) */
@@ -36,8 +44,6 @@ static size_t tx_len;
 static int last_valid;
 static uint16_t last_seq;
 static uint8_t last_type;
-
-#define BODY_MAX (EZ_MAX_FRAME - HEADER - 2 - 2)
 
 static uint32_t rd32(const uint8_t *p)
 {
@@ -84,7 +90,7 @@ static long fail(int code, const char *why)
     return -1;
 }
 
-static uint32_t batch_bytes(void) { return D.batch_total * (4 * D.m.in_features + 1); }
+static uint32_t batch_bytes(void) { return D.batch_total * (D.batch_width * D.m.in_features + 1); }
 
 static long h_hello(const uint8_t *b, uint32_t n)
 {
@@ -104,7 +110,7 @@ static long h_set_model(const uint8_t *b, uint32_t n)
 {
     static ez_model m;
     const char *why;
-    uint32_t parts[5];
+    uint32_t parts[6];
     if (ez_model_parse(&m, b, n, &why))
         return fail(E_LENGTH, why);
     uint32_t total = ez_model_ram(&m, EZ_MAX_FRAME, parts);
@@ -120,6 +126,7 @@ static long h_set_model(const uint8_t *b, uint32_t n)
     D.ram = total;
     D.step = 0;
     D.have_batch = 0;
+    D.last_n = 0;
     D.theta = arena;
     D.pert = D.theta + m.n_params;
     D.bx = D.pert + m.n_params;
@@ -150,11 +157,12 @@ static long h_write_weights(const uint8_t *b, uint32_t n)
     return 0;
 }
 
-static long h_load_batch(const uint8_t *b, uint32_t n)
+/* chunks of x[total][feats] (float32, or u8 times scale) then u8 labels[total], in order from offset 0 */
+static long load_batch(const uint8_t *b, uint32_t n, uint32_t head, uint32_t width, float scale)
 {
-    if (n < 12)
+    if (n < head)
         return fail(E_LENGTH, "load_batch: header too short");
-    uint32_t bid = rd32(b), total = rd16(b + 4), feats = rd16(b + 6), off = rd32(b + 8), len = n - 12;
+    uint32_t bid = rd32(b), total = rd16(b + 4), feats = rd16(b + 6), off = rd32(b + head - 4), len = n - head;
     if (feats != D.m.in_features)
         return fail(E_ARG, "batch features differ from the model's inputs");
     if (total == 0 || total > D.m.max_batch)
@@ -163,17 +171,23 @@ static long h_load_batch(const uint8_t *b, uint32_t n)
         D.batch_id = bid;
         D.batch_total = total;
         D.batch_loaded = 0;
+        D.batch_width = width;
+        D.batch_scale = scale;
         D.have_batch = 1;
     }
-    uint32_t size = total * (4 * feats + 1), nx = 4 * total * feats;
-    if (!D.have_batch || bid != D.batch_id || total != D.batch_total || off > D.batch_loaded || off + len > size)
+    uint32_t size = total * (width * feats + 1), nx = width * total * feats;
+    if (!D.have_batch || bid != D.batch_id || total != D.batch_total || width != D.batch_width
+        || off > D.batch_loaded || off + len > size)
         return fail(E_ARG, "load_batch: chunks must come in order from offset 0");
     for (uint32_t i = 0; i < len; i++) {
         uint32_t at = off + i;
-        if (at < nx)
-            ((uint8_t *)D.bx)[at] = b[12 + i];
+        uint8_t v = b[head + i];
+        if (at >= nx)
+            D.by[at - nx] = v;
+        else if (width == 4)
+            ((uint8_t *)D.bx)[at] = v;
         else
-            D.by[at - nx] = b[12 + i];
+            D.bx[at] = (float)v * D.batch_scale;
     }
     if (off + len > D.batch_loaded)
         D.batch_loaded = off + len;
@@ -181,30 +195,56 @@ static long h_load_batch(const uint8_t *b, uint32_t n)
     return 4;
 }
 
-static long h_evaluate(const uint8_t *b, uint32_t n)
+static long h_load_batch(const uint8_t *b, uint32_t n) { return load_batch(b, n, 12, 4, 1.0f); }
+
+static long h_load_batch_u8(const uint8_t *b, uint32_t n)
 {
-    if (n < 14)
-        return fail(E_LENGTH, "evaluate: header too short");
-    uint32_t kind = b[0], off = rd32(b + 1), cnt = rd32(b + 5), q = b[13];
-    float mu = rdf(b + 9);
-    if (n != 14 + 5 * q)
-        return fail(E_LENGTH, "evaluate: length does not match n");
+    return load_batch(b, n, 16, 1, n >= 12 ? rdf(b + 8) : 0.0f);
+}
+
+/* seed i of the chain from seed0: s_0 = seed0, s_i = H(H(i) ^ seed0) (docs/directions.md §11) */
+static uint32_t chain_seed(uint32_t seed0, uint32_t i) { return i ? ezdir_word(seed0, i) : seed0; }
+
+/* q queries: explicit (seeds, mults from the frame) or a chain pattern (seeds == NULL; 0 forward, 1 central) */
+static long evaluate(uint32_t kind, uint32_t off, uint32_t cnt, float mu, uint32_t q, const uint8_t *seeds,
+                     const uint8_t *mults, uint32_t seed0, uint32_t pattern)
+{
     if (!D.have_batch || D.batch_loaded < batch_bytes())
         return fail(E_NO_BATCH, "no complete batch loaded");
     if (!range_ok(off, cnt))
         return fail(E_ARG, "evaluate: range outside the parameters");
     if (kind > 1)
         return fail(E_ARG, "unknown direction kind");
-    if (4 * q > BODY_MAX)
+    if (q > LAST_SEEDS)
         return fail(E_ARG, "evaluate: too many queries for one response frame");
     for (uint32_t i = 0; i < D.batch_total; i++)
         if (D.by[i] >= D.m.out_features)
             return fail(E_ARG, "a label is not a class of the model");
+    D.last_kind = kind;
+    D.last_off = off;
+    D.last_cnt = cnt;
+    D.last_n = 0;
+    uint32_t half = q / 2;
     for (uint32_t i = 0; i < q; i++) {
-        uint32_t seed = rd32(b + 14 + 4 * i);
-        int8_t mult = (int8_t)b[14 + 4 * q + i];
+        uint32_t seed;
+        int mult;
+        if (seeds) {
+            seed = rd32(seeds + 4 * i);
+            mult = (int8_t)mults[i];
+        } else if (pattern == 0) {
+            seed = chain_seed(seed0, i ? i - 1 : 0);
+            mult = i ? 1 : 0;
+        } else {
+            seed = chain_seed(seed0, i < half ? i : i - half);
+            mult = i < half ? 1 : -1;
+        }
         const float *th = D.theta;
         if (mult) {
+            uint32_t k = 0;
+            while (k < D.last_n && D.last_seeds[k] != seed)
+                k++;
+            if (k == D.last_n)
+                D.last_seeds[D.last_n++] = seed;
             memcpy(D.pert, D.theta, 4 * D.m.n_params);
             float s = (float)mult * mu;
             ezdir_axpy(seed, (int)kind, off, cnt, s, D.pert + off);
@@ -215,19 +255,31 @@ static long h_evaluate(const uint8_t *b, uint32_t n)
     return (long)(4 * q);
 }
 
-static long h_update(const uint8_t *b, uint32_t n)
+static long h_evaluate(const uint8_t *b, uint32_t n)
 {
-    if (n < 18)
-        return fail(E_LENGTH, "update: header too short");
-    uint32_t step = rd32(b), kind = b[4], off = rd32(b + 5), cnt = rd32(b + 9), q = b[17];
-    float lr = rdf(b + 13);
-    if (n != 18 + 8 * q)
-        return fail(E_LENGTH, "update: length does not match n");
-    if (step <= D.step) {
-        wr32(out_body, D.step);
-        out_body[4] = 0;
-        return 5;
-    }
+    if (n < 14)
+        return fail(E_LENGTH, "evaluate: header too short");
+    uint32_t q = b[13];
+    if (n != 14 + 5 * q)
+        return fail(E_LENGTH, "evaluate: length does not match n");
+    return evaluate(b[0], rd32(b + 1), rd32(b + 5), rdf(b + 9), q, b + 14, b + 14 + 4 * q, 0, 0);
+}
+
+static long h_evaluate_chain(const uint8_t *b, uint32_t n)
+{
+    if (n != 19)
+        return fail(E_LENGTH, "evaluate_chain: u8 kind, u32 offset, u32 count, f32 mu, u32 seed0, u8 n, u8 pattern");
+    uint32_t nq = b[17], pattern = b[18];
+    if (pattern > 1 || nq == 0)
+        return fail(E_ARG, "evaluate_chain: pattern 0 (forward) or 1 (central), n >= 1");
+    uint32_t q = pattern == 0 ? nq + 1 : 2 * nq;
+    return evaluate(b[0], rd32(b + 1), rd32(b + 5), rdf(b + 9), q, NULL, NULL, rd32(b + 13), pattern);
+}
+
+/* θ += -(lr c_i) z(seed_i) for each seed in order, if step == device step + 1 (seeds NULL: the last evaluate's) */
+static long update(uint32_t step, uint32_t kind, uint32_t off, uint32_t cnt, float lr, uint32_t q,
+                   const uint8_t *seeds, const uint8_t *coeffs)
+{
     if (step != D.step + 1)
         return fail(E_STEP, "update step is not the device step + 1");
     if (!range_ok(off, cnt))
@@ -235,14 +287,47 @@ static long h_update(const uint8_t *b, uint32_t n)
     if (kind > 1)
         return fail(E_ARG, "unknown direction kind");
     for (uint32_t i = 0; i < q; i++) {
-        float c = rdf(b + 18 + 4 * q + 4 * i);
+        float c = rdf(coeffs + 4 * i);
         float a = -(lr * c);
-        ezdir_axpy(rd32(b + 18 + 4 * i), (int)kind, off, cnt, a, D.theta + off);
+        ezdir_axpy(seeds ? rd32(seeds + 4 * i) : D.last_seeds[i], (int)kind, off, cnt, a, D.theta + off);
     }
     D.step = step;
     wr32(out_body, D.step);
     out_body[4] = 1;
     return 5;
+}
+
+static long already_applied(void)
+{
+    wr32(out_body, D.step);
+    out_body[4] = 0;
+    return 5;
+}
+
+static long h_update(const uint8_t *b, uint32_t n)
+{
+    if (n < 18)
+        return fail(E_LENGTH, "update: header too short");
+    uint32_t step = rd32(b), q = b[17];
+    if (n != 18 + 8 * q)
+        return fail(E_LENGTH, "update: length does not match n");
+    if (step <= D.step)
+        return already_applied();
+    return update(step, b[4], rd32(b + 5), rd32(b + 9), rdf(b + 13), q, b + 18, b + 18 + 4 * q);
+}
+
+static long h_update_last(const uint8_t *b, uint32_t n)
+{
+    if (n < 9)
+        return fail(E_LENGTH, "update_last: header too short");
+    uint32_t step = rd32(b), q = b[8];
+    if (n != 9 + 4 * q)
+        return fail(E_LENGTH, "update_last: length does not match n");
+    if (step <= D.step)
+        return already_applied();
+    if (D.last_n == 0 || q != D.last_n)
+        return fail(E_ARG, "update_last: the coefficients do not match the last evaluate's seeds");
+    return update(step, D.last_kind, D.last_off, D.last_cnt, rdf(b + 4), q, NULL, b + 9);
 }
 
 static long h_read_weights(const uint8_t *b, uint32_t n)
@@ -275,7 +360,7 @@ static long dispatch(uint8_t type, const uint8_t *b, uint32_t n)
 {
     if (type == HELLO)
         return h_hello(b, n);
-    if (type < SET_MODEL || type > CHECKPOINT)
+    if (type < SET_MODEL || type > LOAD_BATCH_U8)
         return fail(E_TYPE, "unknown message type");
     if (type != SET_MODEL && !D.have_model)
         return fail(E_NO_MODEL, "no model loaded (device was reset?)");
@@ -286,6 +371,9 @@ static long dispatch(uint8_t type, const uint8_t *b, uint32_t n)
     case EVALUATE: return h_evaluate(b, n);
     case UPDATE: return h_update(b, n);
     case READ_WEIGHTS: return h_read_weights(b, n);
+    case EVALUATE_CHAIN: return h_evaluate_chain(b, n);
+    case UPDATE_LAST: return h_update_last(b, n);
+    case LOAD_BATCH_U8: return h_load_batch_u8(b, n);
     default: return h_checkpoint(b, n);
     }
 }

@@ -105,14 +105,15 @@ int ez_model_parse(ez_model *m, const uint8_t *body, uint32_t n, const char **wh
     return 0;
 }
 
-uint32_t ez_model_ram(const ez_model *m, uint32_t max_frame, uint32_t parts[5])
+uint32_t ez_model_ram(const ez_model *m, uint32_t max_frame, uint32_t parts[6])
 {
     parts[0] = 4 * m->n_params;
     parts[1] = 4 * m->n_params;
     parts[2] = (uint32_t)m->max_batch * (4 * m->in_features + 1);
     parts[3] = 4 * (2 * m->widest + m->out_features);
     parts[4] = 2 * max_frame;
-    return parts[0] + parts[1] + parts[2] + parts[3] + parts[4];
+    parts[5] = 4 * ((max_frame - 8) / 4) + 16; /* the last evaluate's seeds, kind, offset, count, n (update-last) */
+    return parts[0] + parts[1] + parts[2] + parts[3] + parts[4] + parts[5];
 }
 
 /* T[p][n][q][s] (core k's input) -> out[p][r][mo][s] with out = sum_{n,q} core[r][mo][n][q] T[p][n][q][s] */

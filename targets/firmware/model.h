@@ -36,7 +36,7 @@ typedef struct {
 int ez_model_parse(ez_model *m, const uint8_t *body, uint32_t n, const char **why);
 
 /* Bytes of SRAM by protocol.device_ram_bytes: weights, perturbed, batch, activations, frames. */
-uint32_t ez_model_ram(const ez_model *m, uint32_t max_frame, uint32_t parts[5]);
+uint32_t ez_model_ram(const ez_model *m, uint32_t max_frame, uint32_t parts[6]);
 
 /* logits (out_features) of one sample x; a and b are scratch buffers of m->widest floats. */
 void ez_forward(const ez_model *m, const float *theta, const float *x, float *a, float *b, float *logits);

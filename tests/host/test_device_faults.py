@@ -1,4 +1,8 @@
-"""A faulty link (corrupt bytes, dropped frames, device resets) ends bit-identical to a clean run."""
+"""A faulty link (corrupt bytes, dropped frames, device resets) ends bit-identical to a clean run.
+
+The faulty runs use RGE's seed chain, so the compact messages (evaluate-chain,
+update-last) cross the faulty link; recovery replays explicit updates.
+"""
 
 from __future__ import annotations
 
@@ -16,7 +20,7 @@ from edgezo.optim import seed_sgd_step
 from edgezo.targets.sim import SimulatorThread
 
 
-def _train(link_factory, steps=10, frame_bytes=64):
+def _train(link_factory, steps=10, frame_bytes=64, seed_chain=True):
     torch.manual_seed(0)
     model = TTMLP([[[4, 4, 4], [4, 4, 2], 3], [[4, 4, 2], [1, 5, 2], 2]])
     g = torch.Generator().manual_seed(1)
@@ -25,7 +29,7 @@ def _train(link_factory, steps=10, frame_bytes=64):
         link = link_factory(sim.port)
         oracle = DeviceOracle(model, cross_entropy, link=link, max_batch=16, checkpoint_every=4,
                               frame_bytes=frame_bytes)
-        est = RGE(q=4, mu=0.01, difference="forward")
+        est = RGE(q=4, mu=0.01, difference="forward", seed_chain=seed_chain)
         losses = []
         for step in range(steps):
             batch = (x[step % 2 * 4:(step % 2 + 1) * 4], y[step % 2 * 4:(step % 2 + 1) * 4])
@@ -46,15 +50,18 @@ def test_faulty_run_is_bit_identical_to_clean_run():
     assert fstats["corrupted"] >= 0.01 * fstats["bytes"] * 0.7  # about 1 % of the bytes were corrupted
     assert fstats["dropped_frames"] > 0 and fstats["resets"] > 0 and resets > 0
     assert lstats.retransmits > 0
+    assert {"evaluate_chain", "update_last"} <= set(lstats.by_type)
     assert clean_losses == faulty_losses
     assert np.array_equal(clean.view(np.uint32), faulty.view(np.uint32))
     assert not np.array_equal(clean, _train(lambda port: DeviceLink(port), steps=9)[0])  # the test can fail
 
 
-def test_reset_mid_training_reloads_checkpoint_and_replays():
+@pytest.mark.parametrize("seed_chain", [False, True])
+def test_reset_mid_training_reloads_checkpoint_and_replays(seed_chain):
     """Quick (no corruption): one device reset; the oracle replays the logged updates exactly once."""
-    clean, _, _ = _train(lambda port: DeviceLink(port), steps=6, frame_bytes=256)
+    clean, _, _ = _train(lambda port: DeviceLink(port), steps=6, frame_bytes=256, seed_chain=seed_chain)
     faulty, _, (_, fstats, resets) = _train(
-        lambda port: faulty_link(port, corrupt=0.0, drop=0.0, reset_every=25, timeout=0.5), steps=6, frame_bytes=256)
+        lambda port: faulty_link(port, corrupt=0.0, drop=0.0, reset_every=25, timeout=0.5), steps=6, frame_bytes=256,
+        seed_chain=seed_chain)
     assert fstats["resets"] >= 1 and resets >= 1
     assert np.array_equal(clean.view(np.uint32), faulty.view(np.uint32))

@@ -174,3 +174,116 @@ def test_qemu_cortex_m4(tmp_path, sim):
     (qb, qa, qt), (sb, sa, st) = results
     np.testing.assert_allclose(np.r_[qb, qa], np.r_[sb, sa], rtol=1e-6, atol=0)
     np.testing.assert_array_equal(qt, st)
+
+
+def _compact_script(port):
+    """Raw compact messages (load-batch-u8, evaluate-chain, update-last) and their errors; (log, losses, θ bits)."""
+    from edgezo.estimators.rge import chain_seeds
+    from edgezo.host.link import DeviceError
+
+    torch.manual_seed(0)
+    model = TTMLP(DIGITS_TT)
+    theta = torch.cat([p.detach().reshape(-1) for p in model.parameters()]).numpy().astype("<f4")
+    d = load_digits()
+    x, y = d.x_train[:16].numpy(), d.y_train[:16].numpy().astype(np.uint8)
+    log, losses = [], []
+    with DeviceLink(port, timeout=5) as link:
+        spec = P.ModelSpec((P.LayerSpec("tt", (4, 4, 4), (8, 8, 8), (1, 4, 4, 1), True, "relu"),
+                            P.LayerSpec("tt", (8, 8, 8), (1, 5, 2), (1, 3, 3, 1), True, "identity")), 16)
+        log.append(struct.unpack("<II", link.request(P.SET_MODEL, spec.encode())))
+        for lo in range(0, theta.size, 60):
+            link.request(P.WRITE_WEIGHTS, struct.pack("<I", lo) + theta[lo:lo + 60].tobytes())
+
+        def req(ftype, body):
+            try:
+                resp = link.request(ftype, body)
+            except DeviceError as err:
+                log.append(("error", P.NAMES[ftype], err.code))
+                return None
+            if ftype in (P.EVALUATE, P.EVALUATE_CHAIN):
+                losses.append(np.frombuffer(resp, "<f4").copy())
+            else:
+                log.append((P.NAMES[ftype], resp))
+            return resp
+
+        n = theta.size
+        chain = list(chain_seeds(2024, 5))
+        req(P.UPDATE_LAST, P.pack_update_last(1, 0.05, [1.0]))  # no evaluate yet
+        raw = x.tobytes() + y.tobytes()  # float32 batch
+        for lo in range(0, len(raw), 200):
+            req(P.LOAD_BATCH, P.BATCH_HEAD.pack(1, 16, 64, lo) + raw[lo:lo + 200])
+        req(P.EVALUATE, P.pack_evaluate("rademacher", 0, n, 0.01, [chain[0]] + chain, [0] + [1] * 5))
+        raw = np.round(x * 16).astype(np.uint8).tobytes() + y.tobytes()  # the same batch as u8 · 1/16
+        for lo in range(0, len(raw), 200):
+            req(P.LOAD_BATCH_U8, P.BATCH_U8_HEAD.pack(2, 16, 64, 1 / 16, lo) + raw[lo:lo + 200])
+        req(P.EVALUATE_CHAIN, P.pack_evaluate_chain("rademacher", 0, n, 0.01, 2024, 5, P.PATTERN_FORWARD))
+        req(P.UPDATE_LAST, P.pack_update_last(1, 0.05, [0.5, -1.5, 2.0, 0.25, -0.75]))
+        req(P.UPDATE_LAST, P.pack_update_last(1, 0.05, [0.5, -1.5, 2.0, 0.25, -0.75]))  # again: not applied
+        req(P.UPDATE_LAST, P.pack_update_last(2, 0.05, [1.0, 2.0]))  # n differs from the last evaluate's
+        req(P.EVALUATE_CHAIN, P.pack_evaluate_chain("gaussian", 100, 900, 0.02, 77, 3, P.PATTERN_CENTRAL))
+        req(P.UPDATE_LAST, P.pack_update_last(2, 0.1, [0.3, -0.2, 0.9]))
+        req(P.UPDATE, P.pack_update(3, "rademacher", 0, n, 0.05, chain, [0.1] * 5))
+        req(P.EVALUATE, P.pack_evaluate("rademacher", 5, 50, 0.01, [9, 9, 8], [1, -1, 0]))
+        req(P.UPDATE_LAST, P.pack_update_last(4, 0.05, [3.0]))  # the explicit evaluate's distinct seed: 9
+        req(P.EVALUATE_CHAIN, P.pack_evaluate_chain("rademacher", 0, n, 0.01, 1, 3, 2))  # bad pattern
+        req(P.EVALUATE_CHAIN, P.pack_evaluate_chain("rademacher", 0, n, 0.01, 1, 0, 0))  # n = 0
+        req(P.EVALUATE_CHAIN, P.pack_evaluate_chain("rademacher", 0, n, 0.01, 1, 62, 0))  # 63 losses > 62
+        req(P.UPDATE_LAST, P.pack_update_last(9, 0.05, [3.0]))  # a step gap
+        got = b"".join(link.request(P.READ_WEIGHTS, P.READ_REQ.pack(a, min(60, n - a))) for a in range(0, n, 60))
+    return log, losses, np.frombuffer(got, "<u4").copy()
+
+
+@pytest.mark.firmware
+def test_compact_messages_firmware_matches_simulator(host_fw, sim):
+    fw_log, fw_losses, fw_theta = _compact_script(host_fw.port)
+    sim_log, sim_losses, sim_theta = _compact_script(sim.port)
+    assert fw_log == sim_log  # the same answers and errors
+    codes = [e[2] for e in sim_log if e[0] == "error"]
+    assert codes == [P.E_ARG, P.E_ARG, P.E_ARG, P.E_ARG, P.E_ARG, P.E_STEP]
+    applied = [struct.unpack("<IB", e[1]) for e in sim_log if e[0] in ("update", "update_last")]
+    assert applied == [(1, 1), (1, 0), (2, 1), (3, 1), (4, 1)]
+    np.testing.assert_array_equal(fw_theta, sim_theta)  # the seed-SGD updates: bit for bit
+    for a, b in zip(fw_losses, sim_losses):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=0)
+    for losses in (fw_losses, sim_losses):
+        np.testing.assert_array_equal(losses[0], losses[1])  # u8 · 1/16 batch == float32 batch, chain == explicit
+        assert len(losses[2]) == 6 and len(losses[3]) == 3
+
+
+def test_update_last_equals_explicit_update(sim):
+    """update-last applies the last evaluate's seeds, kind and range: θ equals the explicit updates'."""
+    from edgezo.estimators.rge import chain_seeds
+    from edgezo.targets.sim import DeviceState
+
+    log, losses, theta = _compact_script(sim.port)
+    assert [e[2] for e in log if e[0] == "error"] == [P.E_ARG] * 5 + [P.E_STEP]
+    np.testing.assert_array_equal(losses[0], losses[1])  # u8 batch + evaluate-chain == float32 batch + evaluate
+    torch.manual_seed(0)
+    model = TTMLP(DIGITS_TT)
+    ref = torch.cat([p.detach().reshape(-1) for p in model.parameters()]).numpy().astype("<f4")
+    state = DeviceState("cortex-m4-256k")
+    state.handle(P.SET_MODEL, P.ModelSpec((P.LayerSpec("dense", (1,), (ref.size,), (), False, "identity"),), 1).encode())
+    state.theta[:] = ref
+    n, chain = ref.size, list(chain_seeds(2024, 5))
+    for body in (P.pack_update(1, "rademacher", 0, n, 0.05, chain, [0.5, -1.5, 2.0, 0.25, -0.75]),
+                 P.pack_update(2, "gaussian", 100, 900, 0.1, list(chain_seeds(77, 3)), [0.3, -0.2, 0.9]),
+                 P.pack_update(3, "rademacher", 0, n, 0.05, chain, [0.1] * 5),
+                 P.pack_update(4, "rademacher", 5, 50, 0.05, [9], [3.0])):
+        rtype, _ = state.handle(P.UPDATE, body)
+        assert rtype == P.UPDATE | P.RESPONSE
+    np.testing.assert_array_equal(theta, state.theta.view(np.uint32))
+
+
+@pytest.mark.qemu
+def test_qemu_compact_messages(tmp_path, sim):
+    """The compact messages on the Cortex-M4 build: the same answers as the simulator, θ bit for bit."""
+    _need("qemu")
+    elf = qemu.build("qemu", tmp_path)
+    with qemu.FirmwareDevice("qemu", binary=elf) as dev:
+        q_log, q_losses, q_theta = _compact_script(dev.port)
+    s_log, s_losses, s_theta = _compact_script(sim.port)
+    assert q_log == s_log
+    np.testing.assert_array_equal(q_theta, s_theta)
+    for a, b in zip(q_losses, s_losses):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=0)
+    np.testing.assert_array_equal(q_losses[0], q_losses[1])

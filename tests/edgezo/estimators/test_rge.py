@@ -112,3 +112,32 @@ def test_bad_options():
     with pytest.raises(ValueError, match="bad options"):
         build_estimator({"kind": "rge", "qq": 3})
     assert repr(RGE(q=64)) == "RGE(q=64)"
+
+
+def test_seed_chain_option():
+    """seed_chain: s_0 from step_seeds, s_i = H(H(i) ^ s_0) (the directions' hash); the default is unchanged."""
+    from edgezo.directions import hash32
+    from edgezo.estimators.base import step_seeds
+    from edgezo.estimators.rge import chain_seeds
+
+    model = Quadratic()
+    oracle = TorchOracle(model, value)
+    plain = RGE(q=5, mu=1e-3, difference="forward").estimate(oracle, BATCH, step=3, seed=7).seed_terms[0]
+    assert plain.seeds == step_seeds(7, 3, 5)
+    chained = RGE(q=5, mu=1e-3, difference="forward", seed_chain=True).estimate(oracle, BATCH, step=3, seed=7)
+    seeds = chained.seed_terms[0].seeds
+    s0 = step_seeds(7, 3, 1)[0]
+    h = lambda v: int(hash32(torch.tensor([v], dtype=torch.int64))[0])
+    assert seeds[0] == s0 and seeds == chain_seeds(s0, 5)
+    assert list(seeds[1:]) == [h(h(i) ^ s0) for i in range(1, 5)]
+    assert len(set(seeds)) == 5 and seeds != plain.seeds
+    assert RGE(q=5, seed_chain=True).options()["seed_chain"] is True
+    assert "seed_chain" not in RGE(q=5).options()
+    # the chained estimate is still an RGE estimate: mean over steps matches the gradient direction
+    est = RGE(q=8, mu=1e-4, difference="central", seed_chain=True)
+    d = model.theta.numel()
+    mean = sum(est.estimate(oracle, BATCH, step=s, seed=1).to_dense(oracle.layout, dtype=torch.float64)
+               for s in range(400)) / 400
+    cos = torch.nn.functional.cosine_similarity(mean, model.grad(), dim=0)
+    assert cos > 0.95, cos  # q·steps = 3200 directions in d = 12: the mean is close to the gradient
+    assert d == 12
