@@ -5,8 +5,8 @@ The ONNX graph of ``edgezo.export.onnx`` is imported with
 parameters stay function inputs — compiled with ``tvm.compile(mod,
 target={"kind": "llvm", "mcpu": <this CPU>})`` (:func:`host_target`; the plain
 ``"llvm"`` target is generic x86-64 without AVX and ran the default recipe's
-CGE step 74 ms instead of 45 ms at batch 64 on an AVX-512 Xeon) and run by the Relax virtual machine. θ lives on the host as
-in every :class:`~edgezo.oracles.onnxruntime.GraphOracle`; the perturbed
+CGE step in 74 ms instead of 45 ms at batch 64 on an AVX-512 Xeon) and run by
+the Relax virtual machine. θ lives on the host as in every :class:`~edgezo.oracles.onnxruntime.GraphOracle`; the perturbed
 points are formed on the host and passed as inputs (TVM's importer has no
 random operators, METHODS.md §6).
 
