@@ -11,6 +11,15 @@ def _fixed_seed():
     yield
 
 
+@pytest.fixture
+def f64():
+    """float64 as torch's default dtype for the test (restored afterwards)."""
+    old = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    yield
+    torch.set_default_dtype(old)
+
+
 @pytest.fixture(scope="session")
 def digits():
     from edgezo.data import load_digits

@@ -8,14 +8,6 @@ from edgezo.models import build_model
 from edgezo.models.cnn import CNN, CoordDelta, batch_norm, cnn_param_count, conv2d, linear
 
 
-@pytest.fixture
-def f64():
-    old = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(old)
-
-
 def small_cnn(**kw):
     torch.manual_seed(0)
     spec = dict(depth=3, width=5, in_channels=1, image_size=8, min_size=2)

@@ -9,14 +9,6 @@ from edgezo.models.cnn import CoordDelta
 from edgezo.models.resnet import ResNetCifar, resnet20
 
 
-@pytest.fixture
-def f64():
-    old = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(old)
-
-
 def test_resnet20_size_and_stages():
     model = build_model({"kind": "resnet20"})
     assert sum(p.numel() for p in model.parameters()) == 269_722

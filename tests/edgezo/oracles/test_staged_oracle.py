@@ -12,14 +12,6 @@ from edgezo.oracles.staged import COORD_PATHS, StagedOracle, staged_oracle_facto
 from edgezo.oracles.torch_oracle import TorchOracle
 
 
-@pytest.fixture
-def f64():
-    old = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(old)
-
-
 def setup_cnn(seed=0, batch=12):
     torch.manual_seed(seed)
     model = CNN(3, 3, in_channels=1, image_size=8, min_size=2)

@@ -12,14 +12,6 @@ from edgezo.oracles.staged import StagedOracle
 from edgezo.oracles.torch_oracle import TorchOracle
 
 
-@pytest.fixture
-def f64():
-    old = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(old)
-
-
 def setup():
     torch.manual_seed(0)
     model = CNN(2, 4, in_channels=1, image_size=8, min_size=2)

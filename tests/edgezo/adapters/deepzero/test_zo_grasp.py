@@ -12,14 +12,6 @@ from edgezo.models.cnn import CNN
 from edgezo.oracles.staged import StagedOracle
 
 
-@pytest.fixture
-def f64():
-    old = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(old)
-
-
 def setup(seed=0):
     torch.manual_seed(seed)
     model = CNN(2, 3, in_channels=1, image_size=8, min_size=2)
