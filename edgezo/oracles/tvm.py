@@ -64,6 +64,35 @@ def _onnx_proto(model: Any):
     return onnx.load(str(model))
 
 
+def _matmul_like_block(func, target):
+    """(schedule, block infos, the reduction block) of a host kernel with one trailing reduction, else None."""
+    from tvm import s_tir, tirx
+    from tvm.s_tir.dlight.analysis import normalize_prim_func
+    from tvm.s_tir.dlight.base import try_inline_contiguous_spatial
+
+    if not isinstance(func, tirx.PrimFunc) or target.kind.name != "llvm":
+        return None
+    sch = s_tir.Schedule(func)
+    infos = normalize_prim_func(sch)
+    if infos is None or sum(b.is_reduction() for b in infos) != 1:
+        return None
+    infos = try_inline_contiguous_spatial(sch, infos)
+    main = next(b for b in infos if b.is_reduction())
+    kinds = main.dom_kind()
+    if len(kinds) < 3 or kinds[-1] != "R" or "R" in kinds[:-1]:
+        return None
+    return sch, infos, main
+
+
+def _attach_consumers(sch, infos, main, loop) -> None:
+    for b in infos:
+        if b is not main:
+            try:
+                sch.reverse_compute_at(b.block_rv, loop)
+            except Exception:  # a consumer that cannot move stays a separate loop nest
+                pass
+
+
 def _matmul_rule():
     """A CPU schedule for (batched) matmul-like kernels: vectorized inner axis, parallel outer axis.
 
@@ -76,34 +105,20 @@ def _matmul_rule():
     Summation order per output is unchanged (k ascending), so results equal
     the unscheduled kernel's bit for bit.
     """
-    from tvm import s_tir, tirx
-    from tvm.s_tir.dlight.analysis import normalize_prim_func
-    from tvm.s_tir.dlight.base import ScheduleRule, get_extent, try_inline_contiguous_spatial
+    from tvm.s_tir.dlight.base import ScheduleRule, get_extent
 
     class MatmulCPU(ScheduleRule):
         def apply(self, func, target, tunable):
-            if not isinstance(func, tirx.PrimFunc) or target.kind.name != "llvm":
+            found = _matmul_like_block(func, target)
+            if found is None:
                 return None
-            sch = s_tir.Schedule(func)
-            infos = normalize_prim_func(sch)
-            if infos is None or sum(b.is_reduction() for b in infos) != 1:
-                return None
-            infos = try_inline_contiguous_spatial(sch, infos)
-            main = next(b for b in infos if b.is_reduction())
-            kinds = main.dom_kind()
-            if len(kinds) < 3 or kinds[-1] != "R" or "R" in kinds[:-1]:
-                return None
+            sch, infos, main = found
             *outer, inner, red = sch.get_loops(main.block_rv)
             extent = get_extent(sch, inner)
             if not isinstance(extent, int) or extent < 2:
                 return None
             sch.reorder(red, inner)
-            for b in infos:
-                if b is not main:
-                    try:
-                        sch.reverse_compute_at(b.block_rv, outer[-1])
-                    except Exception:  # a consumer that cannot move stays a separate loop nest
-                        pass
+            _attach_consumers(sch, infos, main, outer[-1])
             sch.parallel(outer[0])
             sch.vectorize(inner)
             sch.decompose_reduction(main.block_rv, red)
@@ -121,25 +136,17 @@ def _dot_rule():
     summation order differs from the unscheduled kernel (partial sums of 8
     lanes), so results agree to float rounding, not bit for bit.
     """
-    from tvm import s_tir, tirx
-    from tvm.s_tir.dlight.analysis import normalize_prim_func
-    from tvm.s_tir.dlight.base import ScheduleRule, get_extent, try_inline_contiguous_spatial
+    from tvm.s_tir.dlight.base import ScheduleRule, get_extent
 
     lanes = 8
 
     class DotCPU(ScheduleRule):
         def apply(self, func, target, tunable):
-            if not isinstance(func, tirx.PrimFunc) or target.kind.name != "llvm":
+            found = _matmul_like_block(func, target)
+            if found is None:
                 return None
-            sch = s_tir.Schedule(func)
-            infos = normalize_prim_func(sch)
-            if infos is None or sum(b.is_reduction() for b in infos) != 1:
-                return None
-            infos = try_inline_contiguous_spatial(sch, infos)
-            main = next(b for b in infos if b.is_reduction())
-            kinds = main.dom_kind()
-            if "NT_matmul" not in sch.get(main.block_rv).name_hint or len(kinds) < 3 or kinds[-1] != "R" \
-                    or "R" in kinds[:-1]:
+            sch, infos, main = found
+            if "NT_matmul" not in sch.get(main.block_rv).name_hint:
                 return None
             *outer, _inner, red = sch.get_loops(main.block_rv)
             extent = get_extent(sch, red)
@@ -150,12 +157,7 @@ def _dot_rule():
             rf_loops = sch.get_loops(rf)
             sch.vectorize(rf_loops[-1])
             sch.decompose_reduction(rf, rf_loops[-2])
-            for b in infos:
-                if b is not main:
-                    try:
-                        sch.reverse_compute_at(b.block_rv, outer[-1])
-                    except Exception:  # a consumer that cannot move stays a separate loop nest
-                        pass
+            _attach_consumers(sch, infos, main, outer[-1])
             sch.parallel(outer[0])
             return sch
 
