@@ -114,6 +114,7 @@ class DeviceOracle(Oracle):
         if info["version"] != P.VERSION:
             raise OracleError(f"device speaks protocol v{info['version']}, host v{P.VERSION}")
         self.info = info
+        self.compact = self.compact and info["compact"]  # a device without 0x09-0x0B gets the explicit forms
         # frame_bytes: smaller frames than the device allows (a noisy link loses fewer whole frames)
         self.max_body = P.max_body(min(info["max_frame_bytes"], frame_bytes or info["max_frame_bytes"]))
         self.link.max_frame_bytes = info["max_frame_bytes"]

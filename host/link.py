@@ -151,4 +151,5 @@ class DeviceLink:
         body = self.request(P.HELLO)
         version, max_frame, sram, boot, step, flags = P.HELLO_RESP.unpack_from(body)
         return {"version": version, "max_frame_bytes": max_frame, "sram_bytes": sram, "boot_id": boot,
-                "step": step, "model_loaded": bool(flags & 1), "name": body[P.HELLO_RESP.size:].decode()}
+                "step": step, "model_loaded": bool(flags & P.FLAG_MODEL_LOADED),
+                "compact": bool(flags & P.FLAG_COMPACT), "name": body[P.HELLO_RESP.size:].decode()}

@@ -43,6 +43,7 @@ CHECKPOINT = 0x08
 EVALUATE_CHAIN = 0x09
 UPDATE_LAST = 0x0A
 LOAD_BATCH_U8 = 0x0B
+COMPACT_TYPES = frozenset({EVALUATE_CHAIN, UPDATE_LAST, LOAD_BATCH_U8})  # announced by hello flag bit 1
 RESET = 0x0F
 RESPONSE = 0x80
 ERROR = 0xFF
@@ -258,6 +259,7 @@ def device_ram_bytes(spec: ModelSpec, max_frame_bytes: int) -> dict[str, int]:
 # --------------------------------------------------------------------------
 # message bodies
 # --------------------------------------------------------------------------
+FLAG_MODEL_LOADED, FLAG_COMPACT = 1, 2  # hello flags
 HELLO_RESP = struct.Struct("<BHIHIB")  # version, max_frame, sram, boot_id, step, flags; then utf-8 name
 EVAL_HEAD = struct.Struct("<BIIfB")  # kind, offset, count, mu, n; then n x u32 seeds, n x i8 multipliers
 UPDATE_HEAD = struct.Struct("<IBIIfB")  # step, kind, offset, count, lr, n; then n x u32 seeds, n x f32 coeffs

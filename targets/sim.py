@@ -90,8 +90,9 @@ class DeviceError(Exception):
 class DeviceState:
     """What the device's SRAM holds. ``handle(type, body) -> (type, body)``."""
 
-    def __init__(self, profile, boot_id: int = 1):
+    def __init__(self, profile, boot_id: int = 1, *, compact: bool = True):
         self.profile = load_profile(profile)
+        self.compact = compact  # False: behave like a version-1 device without messages 0x09-0x0B
         self.boot_id = boot_id
         self.spec: P.ModelSpec | None = None
         self.theta: np.ndarray | None = None
@@ -115,7 +116,7 @@ class DeviceState:
     def handle(self, ftype: int, body: bytes) -> tuple[int, bytes]:
         try:
             fn = self.HANDLERS.get(ftype)
-            if fn is None:
+            if fn is None or (not self.compact and ftype in P.COMPACT_TYPES):
                 raise DeviceError(P.E_TYPE, f"unknown message type 0x{ftype:02x}")
             return ftype | P.RESPONSE, fn(self, body)
         except DeviceError as err:
@@ -125,7 +126,7 @@ class DeviceState:
 
     # -- messages ------------------------------------------------------------
     def hello(self, body):
-        flags = int(self.spec is not None)
+        flags = int(self.spec is not None) | (P.FLAG_COMPACT if self.compact else 0)
         return P.HELLO_RESP.pack(P.VERSION, self.profile.max_frame_bytes, self.profile.sram_bytes, self.boot_id,
                                  self.step, flags) + f"sim:{self.profile.name}".encode()
 
@@ -275,8 +276,8 @@ class DeviceState:
 class Simulator:
     """Frames in, frames out: the device's receive loop on a file descriptor."""
 
-    def __init__(self, profile):
-        self.state = DeviceState(profile)
+    def __init__(self, profile, *, compact: bool = True):
+        self.state = DeviceState(profile, compact=compact)
         self.buf = bytearray()
         self.last: tuple[int, int, bytes] | None = None  # (seq, type, response frame)
         self.frames = 0
@@ -344,8 +345,8 @@ def serve(sim: Simulator, master: int, stop: threading.Event | None = None) -> N
 class SimulatorThread:
     """A simulator served from a thread on a fresh pty; ``.port`` is the path to open."""
 
-    def __init__(self, profile="cortex-m4-256k"):
-        self.sim = Simulator(profile)
+    def __init__(self, profile="cortex-m4-256k", *, compact: bool = True):
+        self.sim = Simulator(profile, compact=compact)
         self.master, self.slave, self.port = open_pty()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=serve, args=(self.sim, self.master, self._stop), daemon=True)

@@ -100,7 +100,7 @@ static long h_hello(const uint8_t *b, uint32_t n)
     wr32(out_body + 3, EZ_SRAM_BYTES);
     wr16(out_body + 7, D.boot_id);
     wr32(out_body + 9, D.step);
-    out_body[13] = (uint8_t)(D.have_model ? 1 : 0);
+    out_body[13] = (uint8_t)((D.have_model ? 1 : 0) | 2); /* bit 1: compact messages 0x09-0x0B */
     size_t len = strlen(EZ_DEVICE_NAME);
     memcpy(out_body + 14, EZ_DEVICE_NAME, len);
     return (long)(14 + len);

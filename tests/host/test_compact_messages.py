@@ -15,7 +15,7 @@ from edgezo.data import load_digits
 from edgezo.estimators.rge import RGE, chain_seeds
 from edgezo.host import protocol as P
 from edgezo.host.device_oracle import DeviceOracle
-from edgezo.host.link import DeviceLink
+from edgezo.host.link import DeviceError, DeviceLink
 from edgezo.losses import cross_entropy
 from edgezo.models.ttm import TTMLP
 from edgezo.oracle import SeedQueries, SeedUpdate
@@ -128,3 +128,21 @@ def test_reset_between_evaluate_and_update_recovers(compact, difference):
     assert stats["update_last" if compact else "update"][0] >= 3
     assert lc == lr_
     np.testing.assert_array_equal(tc, tr)
+
+
+def test_device_without_compact_messages_gets_the_explicit_forms():
+    """hello's flag bit 1 announces 0x09-0x0B; a device without it is sent only the explicit messages."""
+    with SimulatorThread() as sim:
+        lc, tc, _, oracle = _train(sim.port, compact=True, difference="forward")
+        assert oracle.info["compact"] and oracle.compact
+    with SimulatorThread(compact=False) as sim:
+        link = DeviceLink(sim.port, timeout=5)
+        assert link.hello()["compact"] is False
+        with pytest.raises(DeviceError, match="unknown message type 0x09"):
+            link.request(P.EVALUATE_CHAIN, bytes(19))
+        link.close()
+        lx, tx, sx, oracle = _train(sim.port, compact=True, difference="forward")
+    assert oracle.compact is False
+    assert not {"evaluate_chain", "update_last", "load_batch_u8"} & set(sx)
+    assert lc == lx
+    np.testing.assert_array_equal(tc, tx)

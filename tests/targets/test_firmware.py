@@ -122,7 +122,7 @@ def test_firmware_errors_and_retransmission(host_fw):
     with DeviceLink(host_fw.port, timeout=5) as link:
         link.send_raw(P.RESET)
         info = link.hello()
-        assert not info["model_loaded"] and info["name"] == "fw-host:cortex-m4-256k"
+        assert not info["model_loaded"] and info["compact"] and info["name"] == "fw-host:cortex-m4-256k"
         from edgezo.host.link import DeviceError, DeviceReset
 
         with pytest.raises(DeviceReset, match="no_model"):
@@ -161,7 +161,7 @@ def test_qemu_cortex_m4(tmp_path, sim):
     with qemu.FirmwareDevice("qemu", binary=elf) as dev:
         with DeviceLink(dev.port, timeout=10) as link:
             info = link.hello()
-        assert info["name"] == "qemu-m4:cortex-m4-256k" and info["sram_bytes"] == 262144
+        assert info["name"] == "qemu-m4:cortex-m4-256k" and info["sram_bytes"] == 262144 and info["compact"]
         for port in (dev.port, sim.port):
             torch.manual_seed(0)
             oracle = DeviceOracle(TTMLP(DIGITS_TT), cross_entropy, link=DeviceLink(port, timeout=10), max_batch=16)
