@@ -22,6 +22,8 @@ Example::
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import pytest
 
 __all__ = ["edgezo_device", "edgezo_sim_link", "edgezo_faulty_device"]
@@ -42,23 +44,37 @@ def _start(firmware: str, profile: str):
     return qemu.FirmwareDevice(firmware)
 
 
+@contextmanager
+def _devices():
+    """``open(firmware, profile, connect) -> link``: start a device, connect; everything is closed at exit."""
+    opened = []
+
+    def open_link(firmware: str, profile: str, connect):
+        dev = _start(firmware, profile)
+        try:
+            link = connect(dev.port)
+        except BaseException:
+            dev.close()
+            raise
+        opened.append((dev, link))
+        return link
+
+    try:
+        yield open_link
+    finally:
+        for dev, link in reversed(opened):
+            link.close()
+            dev.close()
+
+
 @pytest.fixture
 def edgezo_device():
     """Factory ``(profile="cortex-m4-256k", firmware="sim"|"host"|"qemu", timeout=5.0) -> DeviceLink``."""
     from edgezo.host.link import DeviceLink
 
-    opened = []
-
-    def make(profile: str = "cortex-m4-256k", firmware: str = "sim", timeout: float = 5.0):
-        dev = _start(firmware, profile)
-        link = DeviceLink(dev.port, timeout=timeout)
-        opened.append((dev, link))
-        return link
-
-    yield make
-    for dev, link in reversed(opened):
-        link.close()
-        dev.close()
+    with _devices() as open_link:
+        yield lambda profile="cortex-m4-256k", firmware="sim", timeout=5.0: open_link(
+            firmware, profile, lambda port: DeviceLink(port, timeout=timeout))
 
 
 @pytest.fixture
@@ -72,16 +88,10 @@ def edgezo_faulty_device():
     """Factory of links through a fault-injecting port (byte corruption, dropped frames, device resets)."""
     from edgezo.host.faults import faulty_link
 
-    opened = []
+    def make(open_link, profile: str = "cortex-m4-256k", firmware: str = "sim", *, corrupt: float = 0.01,
+             drop: float = 0.03, reset_every: int = 250, seed: int = 0, timeout: float = 0.05):
+        return open_link(firmware, profile, lambda port: faulty_link(
+            port, corrupt=corrupt, drop=drop, reset_every=reset_every, seed=seed, timeout=timeout))
 
-    def make(profile: str = "cortex-m4-256k", firmware: str = "sim", *, corrupt: float = 0.01, drop: float = 0.03,
-             reset_every: int = 250, seed: int = 0, timeout: float = 0.05):
-        dev = _start(firmware, profile)
-        link = faulty_link(dev.port, corrupt=corrupt, drop=drop, reset_every=reset_every, seed=seed, timeout=timeout)
-        opened.append((dev, link))
-        return link
-
-    yield make
-    for dev, link in reversed(opened):
-        link.close()
-        dev.close()
+    with _devices() as open_link:
+        yield lambda *args, **kwargs: make(open_link, *args, **kwargs)

@@ -41,7 +41,6 @@ The model must provide ``stages``, ``stage_of(name)``, ``stage_inputs(x)``,
 from __future__ import annotations
 
 import math
-import time
 from typing import Any
 
 import torch
@@ -50,7 +49,7 @@ from ..models.cnn import CoordDelta
 from ..oracle import Batch, CoordQueries, Queries, batch_size_of
 from ..params import GroupSpec
 from .torch_oracle import PATHS as TORCH_PATHS
-from .torch_oracle import TorchOracle
+from .torch_oracle import TorchOracle, best_time_us
 
 COORD_PATHS = ("loop", "stacked", "delta", "vmap")
 LOOP_TRIAL = 16
@@ -169,16 +168,8 @@ class StagedOracle(TorchOracle):
                 self._run_coords(path, stage, name, trial, h, y)  # warm-up
             except Exception:  # a path this model cannot take (e.g. vmap over data-dependent code)
                 continue
-            best = float("inf")
-            for _ in range(2):
-                if h.is_cuda:
-                    torch.cuda.synchronize()
-                t0 = time.perf_counter()
-                self._run_coords(path, stage, name, trial, h, y)
-                if h.is_cuda:
-                    torch.cuda.synchronize()
-                best = min(best, time.perf_counter() - t0)
-            timings[path] = best * 1e6 * block.q / trial.q
+            timings[path] = best_time_us(lambda: self._run_coords(path, stage, name, trial, h, y), reps=2,
+                                         cuda=h.is_cuda) * block.q / trial.q
         choice = min(timings, key=timings.get)
         self.choices[key], self.timings[key] = choice, timings
         return choice

@@ -33,6 +33,20 @@ from ..params import GroupSpec, ParamSpace
 PATHS = ("loop", "stacked", "vmap")
 
 
+def best_time_us(run, *, reps: int, cuda: bool = False) -> float:
+    """Fastest of ``reps`` timed calls of ``run()`` in microseconds (after one warm-up call the caller makes)."""
+    best = float("inf")
+    for _ in range(reps):
+        if cuda:
+            torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        run()
+        if cuda:
+            torch.cuda.synchronize()
+        best = min(best, time.perf_counter() - t0)
+    return best * 1e6
+
+
 class TorchOracle(Oracle):
     """Oracle over a torch module.
 
@@ -147,26 +161,21 @@ class TorchOracle(Oracle):
                 self._run(path, block, x, y)  # warm-up
             except Exception:  # a path the model does not support (e.g. vmap over data-dependent code)
                 continue
-            best = float("inf")
-            for _ in range(3):
-                if block.is_cuda:
-                    torch.cuda.synchronize()
-                t0 = time.perf_counter()
-                self._run(path, block, x, y)
-                if block.is_cuda:
-                    torch.cuda.synchronize()
-                best = min(best, time.perf_counter() - t0)
-            timings[path] = best * 1e6
+            timings[path] = best_time_us(lambda: self._run(path, block, x, y), reps=3, cuda=block.is_cuda)
         choice = min(timings, key=timings.get)
         self.choices[key] = choice
         self.timings[key] = timings
         return choice
 
+    def _chunk(self, q: int, batch_size: int) -> int:
+        """Queries per perturbed block: at most ``max_stack_elems`` stacked parameter values."""
+        return max(1, min(q, self.max_stack_elems // max(1, self.dim)))
+
     def evaluate(self, queries: Queries, batch: Batch) -> torch.Tensor:
         x, y = self._batch_to_device(batch)[:2]
         q = len(queries)
         theta = self.space.get_flat()
-        chunk = max(1, min(q, self.max_stack_elems // max(1, self.dim)))
+        chunk = self._chunk(q, batch_size_of(batch))
         kind = "seed" if isinstance(queries, SeedQueries) else "coord"
         losses = []
         with torch.no_grad():

@@ -23,7 +23,7 @@ from typing import Any
 
 import torch
 
-from ...oracle import Batch, OracleError, Queries, SeedQueries, batch_size_of
+from ...oracle import Batch, OracleError, batch_size_of
 from ...oracles.torch_oracle import TorchOracle
 from ...params import GroupSpec
 from .loop import SolverInTheLoop
@@ -70,22 +70,9 @@ class SolverOracle(TorchOracle):
             out.append(self.loop.error(traj, y))
         return torch.stack(out)
 
-    def evaluate(self, queries: Queries, batch: Batch) -> torch.Tensor:
-        x, y = self._batch_to_device(batch)[:2]
-        b = batch_size_of(batch)
-        q = len(queries)
-        theta = self.space.get_flat()
-        chunk = max(1, min(q, self.max_rows // max(1, b)))
-        kind = "seed" if isinstance(queries, SeedQueries) else "coord"
-        losses = []
-        with torch.no_grad():
-            for lo in range(0, q, chunk):
-                hi = min(q, lo + chunk)
-                block = self._perturbed(theta, queries, lo, hi)
-                path = self._choose(f"{kind}:q={hi - lo}:b={b}", block, x, y)
-                losses.append(self._run(path, block, x, y).reshape(-1))
-        self.counters.add(q, b)
-        return torch.cat(losses).to(torch.float64)
+    def _chunk(self, q: int, batch_size: int) -> int:
+        """Queries per block: at most ``max_rows`` states ``q_chunk · B`` per solver call."""
+        return max(1, min(q, self.max_rows // max(1, batch_size)))
 
     def loss(self, batch: Batch) -> float:
         x, y = self._batch_to_device(batch)[:2]
