@@ -66,7 +66,7 @@ from typing import Sequence, Union
 import numpy as np
 import torch
 
-__all__ = ["KINDS", "SPEC_VERSION", "hash32", "seed_keys", "words", "directions", "direction"]
+__all__ = ["KINDS", "SPEC_VERSION", "hash32", "chain_seeds", "seed_keys", "words", "directions", "direction"]
 
 KINDS = ("rademacher", "gaussian", "sphere")
 SPEC_VERSION = "edgezo-directions-v1"
@@ -172,6 +172,19 @@ def _words(keys: torch.Tensor, counters: torch.Tensor) -> torch.Tensor:
     h = hash32(counters)
     x = h.unsqueeze(0) ^ keys.view((-1,) + (1,) * h.dim())
     return _mix_(x, torch.empty_like(x))
+
+
+def chain_seeds(seed0: int, n: int) -> tuple[int, ...]:
+    """The seed chain ``(s_0, …, s_{n-1})``, ``s_i = W(s_0, i) = H(H(i) ^ s_0)`` for i ≥ 1 (spec §11).
+
+    ``W`` is the word function of §3 with ``s_0`` in the place of a key, so a
+    device regenerates the chain with the hash it already has.
+    """
+    if n < 1:
+        raise ValueError(f"a seed chain has at least one seed, got n={n}")
+    s0 = int(seed0) & _M32
+    rest = _words(torch.tensor([s0], dtype=torch.int64), torch.arange(1, n, dtype=torch.int64))[0]
+    return (s0,) + tuple(int(s) for s in rest.tolist())
 
 
 def words(seeds: _SeedsLike, counters: torch.Tensor, kind: str = "rademacher", *, device=None) -> torch.Tensor:

@@ -30,6 +30,8 @@ from typing import Sequence
 
 from cobs import cobs
 
+from edgezo.directions import chain_seeds
+
 VERSION = 1
 
 HELLO = 0x01
@@ -281,10 +283,8 @@ def chain_pattern(seeds: Sequence[int], mults: Sequence[int]) -> tuple[int, int,
     forward: ``seeds = (s_0, s_0, ..., s_{n-1})``, ``mults = (0, 1, ..., 1)``
     (the first query is θ; its seed is ignored); central: ``seeds = chain +
     chain``, ``mults = (1,)*n + (-1,)*n``. The chain is
-    :func:`edgezo.estimators.rge.chain_seeds`.
+    :func:`edgezo.directions.chain_seeds`.
     """
-    from edgezo.estimators.rge import chain_seeds
-
     m, s = list(mults), [int(x) for x in seeds]
     if len(m) >= 2 and m[0] == 0 and all(v == 1 for v in m[1:]):
         n, pattern, chain = len(m) - 1, PATTERN_FORWARD, s[1:]
@@ -300,8 +300,6 @@ def chain_pattern(seeds: Sequence[int], mults: Sequence[int]) -> tuple[int, int,
 
 def chain_queries(seed0: int, n: int, pattern: int) -> tuple[list[int], list[int]]:
     """The explicit ``(seeds, mults)`` of an evaluate-chain request (inverse of :func:`chain_pattern`)."""
-    from edgezo.estimators.rge import chain_seeds
-
     chain = list(chain_seeds(seed0, n))
     if pattern == PATTERN_FORWARD:
         return [chain[0]] + chain, [0] + [1] * n

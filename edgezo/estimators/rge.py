@@ -33,31 +33,12 @@ from typing import Sequence
 
 import numpy as np
 
-from ..directions import KINDS
+from ..directions import KINDS, chain_seeds
 from ..oracle import Batch, Oracle, SeedQueries, SeedUpdate
 from .base import Estimate, Estimator, step_seeds
 
 DIFFERENCES = ("forward", "central")
 LAYERWISE = (None, "cycle", "random")
-
-_M32 = 0xFFFFFFFF
-
-
-def _hash32(x: int) -> int:
-    """``lowbias32`` (docs/directions.md §3) on a Python int."""
-    x &= _M32
-    x ^= x >> 16
-    x = (x * 0x7FEB352D) & _M32
-    x ^= x >> 15
-    x = (x * 0x846CA68B) & _M32
-    x ^= x >> 16
-    return x
-
-
-def chain_seeds(seed0: int, n: int) -> tuple[int, ...]:
-    """The seed chain ``(s_0, s_1, ..., s_{n-1})``, ``s_i = H(H(i) ^ s_0)`` for i ≥ 1 (docs/directions.md §11)."""
-    s0 = int(seed0) & _M32
-    return (s0,) + tuple(_hash32(_hash32(i) ^ s0) for i in range(1, n))
 
 
 class RGE(Estimator):

@@ -12,7 +12,8 @@ import pytest
 import torch
 
 from edgezo.data import load_digits
-from edgezo.estimators.rge import RGE, chain_seeds
+from edgezo.directions import chain_seeds
+from edgezo.estimators.rge import RGE
 from edgezo.host import protocol as P
 from edgezo.host.device_oracle import DeviceOracle
 from edgezo.host.link import DeviceError, DeviceLink

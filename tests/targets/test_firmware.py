@@ -178,7 +178,7 @@ def test_qemu_cortex_m4(tmp_path, sim):
 
 def _compact_script(port):
     """Raw compact messages (load-batch-u8, evaluate-chain, update-last) and their errors; (log, losses, θ bits)."""
-    from edgezo.estimators.rge import chain_seeds
+    from edgezo.directions import chain_seeds
     from edgezo.host.link import DeviceError
 
     torch.manual_seed(0)
@@ -252,7 +252,7 @@ def test_compact_messages_firmware_matches_simulator(host_fw, sim):
 
 def test_update_last_equals_explicit_update(sim):
     """update-last applies the last evaluate's seeds, kind and range: θ equals the explicit updates'."""
-    from edgezo.estimators.rge import chain_seeds
+    from edgezo.directions import chain_seeds
     from edgezo.targets.sim import DeviceState
 
     log, losses, theta = _compact_script(sim.port)
