@@ -90,9 +90,8 @@ def cmd_sim(args) -> int:
 
 
 def cmd_train(args) -> int:
-    from .. import io
     from ..cli import CLIError
-    from ..recipes import apply_overrides, build_trainer, get_recipe, parse_set
+    from ..recipes import apply_overrides, get_recipe, parse_set
 
     if sum(map(bool, (args.port, args.sim, args.firmware))) != 1:
         raise CLIError("give exactly one of --port URL (a device or `edgezo device sim`), --sim PROFILE or "
@@ -107,9 +106,25 @@ def cmd_train(args) -> int:
         check_device_recipe(recipe)
     except ValueError as err:
         raise CLIError(str(err)) from None
-    sim = None
-    from ..host.link import DeviceLink
+    from ..host.link import DeviceError, LinkError
 
+    try:
+        metrics, oracle, wire_bytes, out = _train_on_device(args, recipe)
+    except (LinkError, DeviceError) as err:  # no device at the port, or it stopped answering
+        raise CLIError(f"device link: {err}") from None
+    acc = metrics.get("test_accuracy")
+    print(f"{recipe.name} on {oracle.info['name']}: test_accuracy {acc} · {wire_bytes:,} bytes on the wire · {out}")
+    return 0
+
+
+def _train_on_device(args, recipe):
+    """Start or open the device, train the recipe on it, write metrics.json; closes what it opened."""
+    from .. import io
+    from ..cli import CLIError
+    from ..host.link import DeviceLink
+    from ..recipes import build_trainer
+
+    sim = link = None
     if args.firmware:
         from ..targets import qemu
 
@@ -120,16 +135,13 @@ def cmd_train(args) -> int:
             sim = qemu.FirmwareDevice(args.firmware)
         except qemu.FirmwareError as exc:
             raise CLIError(str(exc)) from None
-        link = DeviceLink(sim.port, timeout=args.timeout)
     elif args.sim:
         from ..targets.sim import SimulatorThread
 
         sim = SimulatorThread(args.sim)
-        link = DeviceLink(sim.port, timeout=args.timeout)
-    else:
-        link = DeviceLink(args.port, timeout=args.timeout)
     out = Path(args.out) if args.out else Path("runs") / f"device-{recipe.name}"
     try:
+        link = DeviceLink(sim.port if sim is not None else args.port, timeout=args.timeout)
         trainer = build_trainer(recipe, data_path=args.data, out_dir=out, progress=not args.no_progress,
                                 oracle_factory=device_factory(link, checkpoint_every=args.checkpoint_every))
         oracle = trainer.oracle
@@ -142,10 +154,8 @@ def cmd_train(args) -> int:
                        device_wall_s=time.perf_counter() - t0)
         io.write_json(out / "metrics.json", metrics)
     finally:
-        link.close()
+        if link is not None:
+            link.close()
         if sim is not None:
             sim.close()
-    acc = metrics.get("test_accuracy")
-    print(f"{recipe.name} on {oracle.info['name']}: test_accuracy {acc} · {link.stats.bytes_sent + link.stats.bytes_received:,} "
-          f"bytes on the wire · {out}")
-    return 0
+    return metrics, oracle, link.stats.bytes_sent + link.stats.bytes_received, out

@@ -67,3 +67,13 @@ def test_device_train_refuses_adam(tmp_path, capsys):
 
     rc = main(["device", "train", "--sim", "cortex-m4-256k", "--recipe", "digits-mlp-rge", "--out", str(tmp_path)])
     assert rc == 2 and "optimizer.kind=seed-sgd" in capsys.readouterr().err
+
+
+def test_device_train_without_a_device_is_a_clear_error(tmp_path, capsys):
+    from edgezo.cli import main
+
+    rc = main(["device", "train", "--port", str(tmp_path / "no-such-tty"), "--recipe", "digits-tt-device",
+               "--out", str(tmp_path / "run")])
+    err = capsys.readouterr().err
+    assert rc == 2 and "device link: cannot open port" in err and "edgezo device sim" in err
+    assert not (tmp_path / "run" / "metrics.json").exists()
