@@ -50,7 +50,7 @@ import torch
 from ..adapters.pinn.pde import relative_l2
 from ..adapters.pinn.stein import SteinDerivatives
 from ..adapters.pinn.task import build_pinn_model, test_points
-from ..recipes import Recipe, apply_overrides, build_trainer, get_recipe, with_estimator
+from ..recipes import Recipe, RecipeError, apply_overrides, build_trainer, get_recipe, recipes, with_estimator
 
 
 # (a) derivative study and (b) training sizes; ``steps=None`` means the recipe's own step count
@@ -202,6 +202,10 @@ def _run(args) -> dict:
     quick = bool(getattr(args, "quick", False))
     seed = int(getattr(args, "seed", 0))
     recipe = get_recipe(getattr(args, "recipe", None) or "hjb20")
+    if recipe.config.get("task") != "pinn":
+        pinn = ", ".join(r for r in recipes() if get_recipe(r).config.get("task") == "pinn")
+        raise RecipeError(f"bench pinn needs a PINN recipe (task = \"pinn\"); {recipe.name} has task "
+                          f"{recipe.config.get('task')!r}. PINN recipes: {pinn}")
     recipe = apply_overrides(recipe, {"train.seed": seed})
     cfg = recipe.config
     default_steps = cfg.get("train", {}).get("max_steps") or (

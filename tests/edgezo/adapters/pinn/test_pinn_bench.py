@@ -83,3 +83,11 @@ def test_tiny_end_to_end_run(tmp_path, monkeypatch):
     assert [r["level"] for r in d["sparse_grid"]] == [2, 3] and d["points"] == 5
     bench.plot(result, tmp_path / "pinn.png")
     assert (tmp_path / "pinn.png").stat().st_size > 10_000
+
+
+def test_bench_refuses_a_recipe_that_is_not_a_pinn(tmp_path, capsys):
+    from edgezo.cli import main
+
+    assert main(["bench", "pinn", "--recipe", "digits-mlp", "--quick", "--out", str(tmp_path)]) == 2
+    assert "needs a PINN recipe" in capsys.readouterr().err and "hjb20" not in [p.name for p in tmp_path.iterdir()]
+    assert not (tmp_path / "pinn.json").exists()
