@@ -89,5 +89,5 @@ def test_bench_refuses_a_recipe_that_is_not_a_pinn(tmp_path, capsys):
     from edgezo.cli import main
 
     assert main(["bench", "pinn", "--recipe", "digits-mlp", "--quick", "--out", str(tmp_path)]) == 2
-    assert "needs a PINN recipe" in capsys.readouterr().err and "hjb20" not in [p.name for p in tmp_path.iterdir()]
+    assert "needs a PINN recipe" in capsys.readouterr().err
     assert not (tmp_path / "pinn.json").exists()
