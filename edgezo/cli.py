@@ -11,13 +11,16 @@ a ``register(subparsers)`` function), imported only when the CLI starts.
 from __future__ import annotations
 
 import argparse
-import importlib
 import importlib.util
 import sys
 import time
 from pathlib import Path
 
-# Sub-commands that live in edgezo/commands/ (the CLI layer may import every folder).
+from .commands import CLIError
+from .registry import Registry
+
+# Sub-commands that live in edgezo/commands/ (the CLI layer may import every folder);
+# other packages add theirs through the ``edgezo.commands`` entry points.
 EXTRA_COMMANDS: dict[str, str] = {
     "export": "edgezo.commands.export:register",
     "targets": "edgezo.commands.targets:register",
@@ -27,8 +30,9 @@ EXTRA_COMMANDS: dict[str, str] = {
 }
 
 
-class CLIError(Exception):
-    """A user error: printed as ``edgezo: error: ...`` with exit status 2."""
+COMMANDS: Registry = Registry("command", group="edgezo.commands")
+for _name, _target in EXTRA_COMMANDS.items():
+    COMMANDS.register(_name, _target)
 
 
 def _known_errors() -> tuple[type[BaseException], ...]:
@@ -43,29 +47,6 @@ def _known_errors() -> tuple[type[BaseException], ...]:
 
 def _default_out(recipe: str) -> Path:
     return Path("runs") / f"{time.strftime('%Y%m%d-%H%M%S')}-{recipe}"
-
-
-# Oracle backends other than torch need export/ (ONNX) or targets/ (simulated
-# datapaths); the CLI layer builds them and hands the factory to the engine.
-BACKENDS: dict[str, str] = {
-    "torch": "",
-    "onnxruntime": "edgezo.commands.backends:onnxruntime_factory",
-    "tvm": "edgezo.commands.backends:tvm_factory",
-    "int8": "edgezo.commands.backends:int8_factory",
-    "photonic": "edgezo.commands.backends:photonic_factory",
-}
-
-
-def oracle_factory(backend: str, recipe):
-    """The factory building the oracle for ``--backend`` (None: the engine's TorchOracle)."""
-    if backend not in BACKENDS:
-        raise CLIError(f"unknown backend {backend!r}; available: {', '.join(BACKENDS)}")
-    if not BACKENDS[backend]:
-        return None
-    module_name, func = BACKENDS[backend].split(":")
-    if importlib.util.find_spec(module_name) is None:
-        raise CLIError(f"backend {backend!r} is not part of this installation")
-    return getattr(importlib.import_module(module_name), func)(recipe)
 
 
 def cmd_train(args) -> int:
@@ -89,9 +70,11 @@ def cmd_train(args) -> int:
     if not args.resume and (out / "checkpoint.pt").exists() and not args.force:
         raise CLIError(f"{out} already holds a run (checkpoint.pt); use --resume to continue it, "
                        "--force to start over, or another --out")
-    from .commands import distributed
+    from . import distributed
+    from .oracles.backends import oracle_factory
+
     if distributed.should_launch(args):  # --workers N: spawn N ranks, each re-entering this command
-        return distributed.launch_workers(args, out)
+        return distributed.launch_workers(args, out, entry=train_rank)
     session = distributed.session(args)  # this rank under torchrun / --workers; a no-op in one process
     trainer = build_trainer(recipe, data_path=args.data, device=session.device(args.device), out_dir=out,
                             progress=not args.no_progress and session.is_main,
@@ -120,6 +103,17 @@ def cmd_train(args) -> int:
     print(f"{recipe.name}: {shown} · {metrics['estimator']} · {metrics['forward_passes']} forward passes · "
           f"{metrics['wall_s']:.1f} s · {metrics['peak_rss_mb']:.0f} MB peak · {out}")
     return 0
+
+
+def train_rank(args) -> int:
+    """One rank of ``edgezo train --workers N``: the command, its errors printed with the rank."""
+    import os
+
+    try:
+        return cmd_train(args)
+    except _known_errors() as err:
+        print(f"edgezo: error: [rank {os.environ.get('RANK', '?')}] {err}", file=sys.stderr)
+        return 2
 
 
 def cmd_recipes(args) -> int:
@@ -183,11 +177,11 @@ def build_parser() -> argparse.ArgumentParser:
             module.add_arguments(b)
         b.set_defaults(func=cmd_bench)
 
-    for name, target in EXTRA_COMMANDS.items():
-        module_name, func = target.split(":")
-        if importlib.util.find_spec(module_name) is None:
+    for name in COMMANDS.available():
+        path = COMMANDS.path(name)
+        if path is not None and importlib.util.find_spec(path.partition(":")[0]) is None:
             continue  # that sub-command is not part of this checkout
-        getattr(importlib.import_module(module_name), func)(sub)
+        COMMANDS.get(name)(sub)
     return parser
 
 

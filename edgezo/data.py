@@ -25,6 +25,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from .registry import Registry
+
 __all__ = [
     "DataError",
     "Dataset",
@@ -42,7 +44,8 @@ __all__ = [
 FASHION_MNIST_DEBIAN_DIR = Path("/usr/share/datasets/fashion-mnist")
 """Where Debian's ``dataset-fashion-mnist`` package installs the four .gz files."""
 
-DATASETS = ("digits", "mnist", "fashion-mnist", "cifar10")
+# Loaders ``(path, **options) -> Dataset`` by name; packages add theirs through ``edgezo.datasets``.
+DATASETS: Registry = Registry("dataset", group="edgezo.datasets")
 
 _MNIST_URLS = (
     "http://yann.lecun.com/exdb/mnist/ (MNIST) or "
@@ -496,13 +499,19 @@ def load_dataset(name: str, path: str | os.PathLike | None = None, **kw) -> Data
     """
     key = name.strip().lower().replace("_", "-")
     key = {"fashionmnist": "fashion-mnist", "cifar-10": "cifar10"}.get(key, key)
-    if key == "digits":
-        if path is not None:
-            raise DataError(
-                f"digits ships with scikit-learn and reads no files; drop --data {path}"
-            )
-        return load_digits(**kw)
-    if key in ("mnist", "fashion-mnist"):
+    if key not in DATASETS:
+        raise DataError(str(DATASETS.unknown(name)))
+    return DATASETS.get(key)(path, **kw)
+
+
+def _digits(path, **kw) -> Dataset:
+    if path is not None:
+        raise DataError(f"digits ships with scikit-learn and reads no files; drop --data {path}")
+    return load_digits(**kw)
+
+
+def _mnist_like(key: str):
+    def load(path, **kw) -> Dataset:
         if path is None and key == "fashion-mnist" and FASHION_MNIST_DEBIAN_DIR.is_dir():
             path = FASHION_MNIST_DEBIAN_DIR
         if path is None:
@@ -518,14 +527,21 @@ def load_dataset(name: str, path: str | os.PathLike | None = None, **kw) -> Data
                 f"(raw or .gz); download them from {_MNIST_URLS}{extra}"
             )
         return load_mnist(path, name=key, **kw)
-    if key == "cifar10":
-        if path is None:
-            raise DataError(
-                f"cifar10 needs --data DIR: the extracted {_CIFAR_DIRNAME} directory (or its "
-                f"parent) from {_CIFAR_URL}"
-            )
-        return load_cifar10(path, **kw)
-    raise DataError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
+
+    return load
+
+
+def _cifar10(path, **kw) -> Dataset:
+    if path is None:
+        raise DataError(f"cifar10 needs --data DIR: the extracted {_CIFAR_DIRNAME} directory (or its "
+                        f"parent) from {_CIFAR_URL}")
+    return load_cifar10(path, **kw)
+
+
+DATASETS.register("digits", _digits)
+DATASETS.register("mnist", _mnist_like("mnist"))
+DATASETS.register("fashion-mnist", _mnist_like("fashion-mnist"))
+DATASETS.register("cifar10", _cifar10)
 
 
 # ----------------------------------------------------------------------------

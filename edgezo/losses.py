@@ -11,6 +11,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from .registry import Registry
+
 
 def cross_entropy(outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """Mean cross-entropy ``−(1/B) Σ_b log softmax(o_b)[y_b]`` per leading index."""
@@ -30,11 +32,11 @@ def mse(outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     return err.pow(2).mean(dim=(-1, -2))
 
 
-LOSSES = {"cross_entropy": cross_entropy, "mse": mse}
+LOSSES: Registry = Registry("loss", group="edgezo.losses")
+LOSSES.register("cross_entropy", cross_entropy)
+LOSSES.register("mse", mse)
 
 
 def get_loss(name: str):
-    try:
-        return LOSSES[name]
-    except KeyError:
-        raise ValueError(f"unknown loss {name!r}; known: {', '.join(LOSSES)}") from None
+    """The loss registered as ``name`` (``unknown loss ...; available: ...`` otherwise)."""
+    return LOSSES.get(name)

@@ -12,12 +12,13 @@ not ship:
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 import torch
 
 from .estimators.base import Estimate
 from .oracle import Oracle
+from .registry import Registry
 
 
 class SignSGD(torch.optim.Optimizer):
@@ -52,7 +53,24 @@ def seed_sgd_step(oracle: Oracle, estimate: Estimate, lr: float) -> None:
         oracle.apply_seed_update(term, lr)
 
 
-OPTIMIZERS = ("sgd", "adam", "adamw", "sign-sgd", "seed-sgd")
+def _adam_like(cls):
+    def build(params, **spec):
+        if "betas" in spec:
+            spec["betas"] = tuple(spec["betas"])
+        return cls(params, **spec)
+
+    build.__name__ = cls.__name__
+    return build
+
+
+# Optimizer builders ``(params, **options) -> torch.optim.Optimizer``; seed-sgd
+# builds none (the oracle applies (seed, coefficient) pairs, see seed_sgd_step).
+OPTIMIZERS: Registry[Callable[..., torch.optim.Optimizer | None]] = Registry("optimizer", group="edgezo.optimizers")
+OPTIMIZERS.register("sgd", torch.optim.SGD)
+OPTIMIZERS.register("adam", _adam_like(torch.optim.Adam))
+OPTIMIZERS.register("adamw", _adam_like(torch.optim.AdamW))
+OPTIMIZERS.register("sign-sgd", SignSGD)
+OPTIMIZERS.register("seed-sgd", lambda params, **spec: None)
 
 
 def build_optimizer(params: list[torch.Tensor] | None, spec: dict[str, Any]) -> torch.optim.Optimizer | None:
@@ -60,23 +78,12 @@ def build_optimizer(params: list[torch.Tensor] | None, spec: dict[str, Any]) -> 
     spec = dict(spec)
     kind = spec.pop("kind", "adam")
     spec.pop("schedule", None)
+    build = OPTIMIZERS.get(kind)
     if kind == "seed-sgd":
         return None
     if params is None:
         raise ValueError(f"optimizer {kind!r} needs host parameters")
     try:
-        if kind == "sgd":
-            return torch.optim.SGD(params, **spec)
-        if kind == "adam":
-            if "betas" in spec:
-                spec["betas"] = tuple(spec["betas"])
-            return torch.optim.Adam(params, **spec)
-        if kind == "adamw":
-            if "betas" in spec:
-                spec["betas"] = tuple(spec["betas"])
-            return torch.optim.AdamW(params, **spec)
-        if kind == "sign-sgd":
-            return SignSGD(params, **spec)
+        return build(params, **spec)
     except TypeError as err:
         raise ValueError(f"bad options for optimizer {kind!r}: {err}") from None
-    raise ValueError(f"unknown optimizer {kind!r}; available: {', '.join(OPTIMIZERS)}")

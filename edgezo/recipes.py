@@ -23,7 +23,6 @@ A minimal classification recipe::
 from __future__ import annotations
 
 import copy
-import importlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -33,14 +32,12 @@ try:
 except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib  # type: ignore[no-redef]
 
+from .registry import Registry
+
 RECIPE_DIR = Path(__file__).resolve().parent.parent / "models" / "recipes"
 
-TASKS: dict[str, str] = {
-    "classification": "edgezo.recipes:build_classification",
-    "pinn": "edgezo.adapters.pinn.task:build",
-    "solver": "edgezo.adapters.solver.task:build",
-    "deepzero": "edgezo.adapters.deepzero.task:build",
-}
+# Task builders by name; adapters add theirs through the ``edgezo.tasks`` entry points.
+TASKS: Registry[Callable[..., Any]] = Registry("task", group="edgezo.tasks")
 
 
 class RecipeError(ValueError):
@@ -205,10 +202,10 @@ def train_config(recipe: Recipe):
 
 
 def builder_for(task: str) -> Callable[..., Any]:
+    """The builder registered for ``task`` (a :class:`RecipeError` names the known ones)."""
     if task not in TASKS:
-        raise RecipeError(f"unknown task {task!r}; known: {', '.join(TASKS)}")
-    module, func = TASKS[task].split(":")
-    return getattr(importlib.import_module(module), func)
+        raise RecipeError(str(TASKS.unknown(task)))
+    return TASKS.get(task)
 
 
 def build_trainer(recipe: Recipe, *, data_path: str | None = None, device: str = "cpu", out_dir=None,
@@ -255,3 +252,6 @@ def build_classification(recipe: Recipe, *, data_path=None, device="cpu", out_di
     evaluator = classification_evaluator(data.x_test.to(device), data.y_test.to(device))
     return Trainer(oracle, phases_of(recipe), batches, config, evaluator=evaluator, out_dir=out_dir,
                    progress=progress, info={"recipe": recipe.name, "dataset": data.name})
+
+
+TASKS.register("classification", build_classification)

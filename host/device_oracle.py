@@ -40,10 +40,10 @@ import torch
 from edgezo.oracle import Counters, Oracle, OracleError, SeedQueries, SeedUpdate, batch_size_of
 from edgezo.params import ParamSpace
 
-from . import protocol as P
+from edgezo import protocol as P
 from .link import DeviceLink, DeviceReset
 
-__all__ = ["DeviceOracle", "model_spec", "device_param_order"]
+__all__ = ["DeviceOracle", "model_spec", "device_param_order", "device_factory", "check_device_recipe"]
 
 
 def _layers_of(model: torch.nn.Module):
@@ -195,6 +195,11 @@ class DeviceOracle(Oracle):
         return np.concatenate(parts).astype("<f4")
 
     # ------------------------------------------------------------ batches
+    def upload(self, batch) -> None:
+        """Send ``batch`` to the device now (evaluate sends it lazily, once per distinct batch)."""
+        self._set_batch(batch)
+        self._upload_batch()
+
     def _upload_batch(self) -> None:
         if self._batch_key is not None:
             return
@@ -310,3 +315,30 @@ class DeviceOracle(Oracle):
     @property
     def wire(self) -> dict:
         return self.link.stats.as_dict()
+
+
+def check_device_recipe(recipe) -> None:
+    """A device trains with RGE (rademacher/gaussian) and seed-SGD; raise ValueError otherwise."""
+    from edgezo.recipes import phases_of
+
+    for ph in phases_of(recipe):
+        est = ph.estimator
+        kind = getattr(est, "name", type(est).__name__).lower()
+        if "rge" not in kind:
+            raise ValueError(f"recipe {recipe.name}: phase {ph.name!r} uses the {kind} estimator; a device answers "
+                             "seed queries only: use estimator.kind = \"rge\" (e.g. --set estimator.kind=rge)")
+        if getattr(est, "direction", "rademacher") not in ("rademacher", "gaussian"):
+            raise ValueError(f"recipe {recipe.name}: the device generates rademacher or gaussian directions")
+        if ph.optimizer.get("kind") != "seed-sgd":
+            raise ValueError(f"recipe {recipe.name}: phase {ph.name!r} uses the {ph.optimizer.get('kind')} "
+                             "optimizer; a device keeps no optimizer state: use --set optimizer.kind=seed-sgd")
+
+
+def device_factory(link, *, checkpoint_every: int = 20):
+    """An ``oracle_factory`` building a :class:`DeviceOracle` on ``link`` (a port URL or DeviceLink)."""
+    def factory(model, loss_fn, *, groups=None, example_batch=None, **options):
+        max_batch = int(example_batch[0].shape[0]) if example_batch is not None else 64
+        return DeviceOracle(model, loss_fn, link=link, groups=groups, max_batch=max_batch,
+                            checkpoint_every=checkpoint_every)
+
+    return factory

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import random
 
-from . import protocol as P
+from edgezo import protocol as P
 from .link import DeviceLink
 
 __all__ = ["FaultyPort", "faulty_link"]

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 import serial
 
-from . import protocol as P
+from edgezo import protocol as P
 
 __all__ = ["DeviceLink", "LinkError", "DeviceError", "DeviceReset", "LinkStats", "open_port"]
 

@@ -30,18 +30,13 @@ __all__ = ["edgezo_device", "edgezo_sim_link", "edgezo_faulty_device"]
 
 
 def _start(firmware: str, profile: str):
-    if firmware == "sim":
-        from edgezo.targets.sim import SimulatorThread
+    """A started device of kind ``firmware`` (edgezo.devices); skips the test when its toolchain is missing."""
+    from edgezo.devices import DeviceUnavailable, open_device
 
-        return SimulatorThread(profile)
-    from edgezo.targets import qemu
-
-    reason = qemu.missing(firmware)
-    if reason:
-        pytest.skip(reason)
-    if profile != "cortex-m4-256k":
-        raise ValueError(f"the C firmware is built for cortex-m4-256k, not {profile!r}; use firmware='sim'")
-    return qemu.FirmwareDevice(firmware)
+    try:
+        return open_device(firmware, profile)
+    except DeviceUnavailable as err:
+        pytest.skip(str(err))
 
 
 @contextmanager

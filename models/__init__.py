@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import importlib
-
 from typing import Any, Callable
 
 import torch
 
+from edgezo.registry import Registry
+
 from .mlp import MLP
 
-_BUILDERS: dict[str, Callable[..., torch.nn.Module] | str] = {}
+MODELS: Registry[Callable[..., torch.nn.Module]] = Registry("model kind", group="edgezo.models")
 
 
 def register_model(name: str, builder: Callable[..., torch.nn.Module] | str) -> None:
@@ -18,32 +18,20 @@ def register_model(name: str, builder: Callable[..., torch.nn.Module] | str) -> 
 
     A duplicate name is refused.
     """
-    if name in _BUILDERS:
-        raise ValueError(f"a model named {name!r} is already registered")
-    _BUILDERS[name] = builder
+    MODELS.register(name, builder)
 
 
 def available_models() -> list[str]:
-    return sorted(_BUILDERS)
-
-
-def _resolve(kind: str) -> Callable[..., torch.nn.Module]:
-    builder = _BUILDERS[kind]
-    if isinstance(builder, str):
-        module, attr = builder.split(":")
-        builder = getattr(importlib.import_module(module), attr)
-        _BUILDERS[kind] = builder
-    return builder
+    return MODELS.available()
 
 
 def build_model(spec: dict[str, Any]) -> torch.nn.Module:
     """``{"kind": "mlp", "sizes": [64, 32, 10], ...}`` → module."""
     spec = dict(spec)
     kind = spec.pop("kind", None)
-    if kind not in _BUILDERS:
-        raise ValueError(f"unknown model kind {kind!r}; available: {', '.join(available_models())}")
+    builder = MODELS.get(kind)
     try:
-        return _resolve(kind)(**spec)
+        return builder(**spec)
     except TypeError as err:
         raise ValueError(f"bad options for model {kind!r}: {err}") from None
 
@@ -57,4 +45,4 @@ register_model("dncnn", "edgezo.models.denoiser:DnCNN")
 register_model("autoencoder", "edgezo.models.denoiser:ConvAutoencoder")
 register_model("pinn-mlp", "edgezo.models.pinn:PINNMLP")
 
-__all__ = ["MLP", "build_model", "register_model", "available_models"]
+__all__ = ["MLP", "build_model", "register_model", "available_models", "MODELS"]

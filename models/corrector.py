@@ -33,7 +33,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-ACTIVATIONS = {"tanh": torch.tanh, "relu": torch.relu, "gelu": F.gelu, "sin": torch.sin}
+from .activations import get_activation
+
 
 
 class PeriodicCorrector(nn.Module):
@@ -60,8 +61,7 @@ class PeriodicCorrector(nn.Module):
         if int(kernel_size) < 1 or int(kernel_size) % 2 == 0:
             raise ValueError(f"kernel_size must be a positive odd integer (a centred periodic stencil), "
                              f"got {kernel_size}")
-        if activation not in ACTIVATIONS:
-            raise ValueError(f"unknown activation {activation!r}; known: {', '.join(ACTIVATIONS)}")
+        get_activation(activation)  # a clear error for an unknown name
         self.channels = channels
         self.kernel_size = int(kernel_size)
         self.activation = activation
@@ -98,7 +98,7 @@ class PeriodicCorrector(nn.Module):
     def forward(self, u: torch.Tensor) -> torch.Tensor:
         if u.dim() != 2:
             raise ValueError(f"PeriodicCorrector expects states of shape (B, n), got {tuple(u.shape)}")
-        act = ACTIVATIONS[self.activation]
+        act = get_activation(self.activation)
         h = u.unsqueeze(1)
         for k, conv in enumerate(self.convs):
             h = F.conv1d(self._pad(h), conv.weight, conv.bias)
@@ -113,7 +113,7 @@ class PeriodicCorrector(nn.Module):
         ``(q, B, n)``. The q copies of a layer run as one grouped convolution
         (``groups = q``) over a ``(B, q·channels, n)`` activation.
         """
-        act = ACTIVATIONS[self.activation]
+        act = get_activation(self.activation)
         q = next(iter(params.values())).shape[0]
         if u.dim() == 2:
             u = u.unsqueeze(0).expand(q, *u.shape)

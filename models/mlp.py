@@ -7,8 +7,8 @@ from typing import Mapping, Sequence
 import torch
 from torch import nn
 
-ACTIVATIONS = {"relu": torch.relu, "tanh": torch.tanh, "sigmoid": torch.sigmoid, "sin": torch.sin,
-               "gelu": nn.functional.gelu}
+from .activations import get_activation
+
 
 
 class MLP(nn.Module):
@@ -21,14 +21,13 @@ class MLP(nn.Module):
         super().__init__()
         if len(sizes) < 2 or any(int(s) < 1 for s in sizes):
             raise ValueError(f"sizes must list at least an input and an output size, all positive; got {sizes}")
-        if activation not in ACTIVATIONS:
-            raise ValueError(f"unknown activation {activation!r}; known: {', '.join(ACTIVATIONS)}")
+        get_activation(activation)  # a clear error for an unknown name
         self.sizes = [int(s) for s in sizes]
         self.activation = activation
         self.layers = nn.ModuleList(nn.Linear(a, b, bias=bias) for a, b in zip(self.sizes[:-1], self.sizes[1:]))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        act = ACTIVATIONS[self.activation]
+        act = get_activation(self.activation)
         h = x.reshape(x.shape[0], -1)
         for k, layer in enumerate(self.layers):
             h = layer(h)
@@ -42,7 +41,7 @@ class MLP(nn.Module):
         Each layer is one ``torch.baddbmm(b, h, Wᵀ)`` over the q axis; returns
         outputs of shape (q, B, out).
         """
-        act = ACTIVATIONS[self.activation]
+        act = get_activation(self.activation)
         h = x.reshape(x.shape[0], -1)
         q = next(iter(params.values())).shape[0]
         h = h.unsqueeze(0).expand(q, *h.shape)

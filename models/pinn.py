@@ -42,9 +42,10 @@ from typing import Mapping, Sequence
 import torch
 from torch import nn
 
+from .activations import ACTIVATIONS, get_activation
+
 __all__ = ["PINNMLP", "ACTIVATIONS"]
 
-ACTIVATIONS = {"sin": torch.sin, "tanh": torch.tanh, "gelu": nn.functional.gelu, "silu": nn.functional.silu}
 _DTYPES = {"float64": torch.float64, "float32": torch.float32}
 _OUTPUT_INITS = ("default", "zero")
 
@@ -71,15 +72,14 @@ class PINNMLP(nn.Module):
         super().__init__()
         if len(sizes) < 2 or any(int(s) != s or int(s) < 1 for s in sizes):
             raise ValueError(f"sizes must list at least an input and an output width, all positive ints; got {sizes}")
-        if activation not in ACTIVATIONS:
-            raise ValueError(f"unknown activation {activation!r}; known: {', '.join(ACTIVATIONS)}")
+        get_activation(activation)  # a clear error for an unknown name
         if dtype not in _DTYPES:
             raise ValueError(f"dtype must be one of {', '.join(_DTYPES)}, got {dtype!r}")
         if output_init not in _OUTPUT_INITS:
             raise ValueError(f"output_init must be one of {_OUTPUT_INITS}, got {output_init!r}")
         self.sizes = [int(s) for s in sizes]
         self.activation = activation
-        self._act = ACTIVATIONS[activation]
+        self._act = get_activation(activation)
         self.layers = nn.ModuleList(nn.Linear(a, b, dtype=_DTYPES[dtype]) for a, b in zip(self.sizes, self.sizes[1:]))
         with torch.no_grad():
             self.layers[0].weight.mul_(float(first_scale))

@@ -37,6 +37,8 @@ from typing import Callable, Mapping, Sequence, Union
 import torch
 from torch import Tensor, nn
 
+from .activations import get_activation
+
 __all__ = [
     "TTLinear",
     "TTMLP",
@@ -697,14 +699,6 @@ def _stacked_matmul(x: Tensor, x_q: bool, w: Tensor, w_q: bool) -> Tensor:
 
 # --------------------------------------------------------------------------- the MLP
 
-_ACTIVATIONS: dict[str, Callable[[Tensor], Tensor]] = {
-    "relu": torch.relu,
-    "tanh": torch.tanh,
-    "sigmoid": torch.sigmoid,
-    "gelu": torch.nn.functional.gelu,
-    "sin": torch.sin,
-    "identity": lambda t: t,
-}
 
 LayerSpec = Union[tuple[Sequence[int], Sequence[int], Union[int, Sequence[int]]], tuple[int, int]]
 
@@ -739,10 +733,8 @@ class TTMLP(nn.Module):
     ) -> None:
         super().__init__()
         if isinstance(activation, str):
-            if activation not in _ACTIVATIONS:
-                raise ValueError(f"unknown activation {activation!r}; choose from {sorted(_ACTIVATIONS)}")
+            self._act = get_activation(activation)
             self.activation_name = activation
-            self._act = _ACTIVATIONS[activation]
         elif callable(activation):
             self.activation_name = getattr(activation, "__name__", repr(activation))
             self._act = activation

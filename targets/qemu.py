@@ -63,6 +63,28 @@ def missing(kind: str) -> str | None:
     return f"firmware {kind} needs {', '.join(gone)} (not on PATH): {hint}"
 
 
+def open_firmware(kind: str, profile: str = "cortex-m4-256k") -> "FirmwareDevice":
+    """The ``edgezo.devices`` opener of the C firmware (``host``: gcc build; ``qemu``: Cortex-M4 under QEMU)."""
+    from edgezo.devices import DeviceUnavailable
+
+    reason = missing(kind)
+    if reason:
+        raise DeviceUnavailable(reason)
+    if profile != "cortex-m4-256k":
+        raise ValueError(f"the C firmware is built for cortex-m4-256k, not {profile!r}; use the sim device")
+    return FirmwareDevice(kind)
+
+
+def open_host(profile: str = "cortex-m4-256k") -> "FirmwareDevice":
+    """``edgezo.devices`` entry ``host``: the firmware built for this machine with gcc."""
+    return open_firmware("host", profile)
+
+
+def open_qemu(profile: str = "cortex-m4-256k") -> "FirmwareDevice":
+    """``edgezo.devices`` entry ``qemu``: the firmware on a Cortex-M4 under qemu-system-arm."""
+    return open_firmware("qemu", profile)
+
+
 def build_dir() -> Path:
     return Path(os.environ.get("EDGEZO_FIRMWARE_BUILD", Path.home() / ".cache" / "edgezo" / "firmware"))
 

@@ -2,7 +2,7 @@
 
 It behaves like the C firmware (targets/firmware/): it holds θ, one batch and a
 step counter in a memory budget (the profile's SRAM, counted with
-:func:`edgezo.host.protocol.device_ram_bytes`), evaluates
+:func:`edgezo.protocol.device_ram_bytes`), evaluates
 ``L(θ + m_i μ z(seed_i))`` for the host's seeds and applies the seed-SGD
 update ``θ ← θ + a_i z(seed_i)`` with ``a_i = fl32(-(lr · c_i))``, one seed
 after the other, each coordinate ``θ_j ← fl32(θ_j + fl32(a_i z_j))`` (the
@@ -34,7 +34,7 @@ import zlib
 import numpy as np
 
 from edgezo.directions import directions
-from edgezo.host import protocol as P
+from edgezo import protocol as P
 
 from .profile import load_profile
 

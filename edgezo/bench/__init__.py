@@ -9,7 +9,7 @@ one process (ratios) and never assert a wall-clock time. The runner writes
 
 from __future__ import annotations
 
-import importlib
+import importlib.util
 import platform
 import time
 from pathlib import Path
@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 
 from .. import __version__, io
+from ..registry import Registry
 
 BENCHMARKS: dict[str, str] = {
     "estimators": "edgezo.bench.estimators",
@@ -31,17 +32,27 @@ BENCHMARKS: dict[str, str] = {
 }
 
 
+# The benchmark modules by name; other packages add theirs through ``edgezo.benchmarks``.
+REGISTRY: Registry = Registry("benchmark", group="edgezo.benchmarks")
+for _name, _module in BENCHMARKS.items():
+    REGISTRY.register(_name, _module)
+
+
+def _present(name: str) -> bool:
+    path = REGISTRY.path(name)
+    return path is None or importlib.util.find_spec(path.partition(":")[0]) is not None
+
+
 def available() -> list[str]:
     """Registered benchmarks whose module is present in this checkout."""
-    import importlib.util
-
-    return sorted(n for n, m in BENCHMARKS.items() if importlib.util.find_spec(m) is not None)
+    return [n for n in REGISTRY.available() if _present(n)]
 
 
 def load(name: str):
-    if name not in available():
+    """The benchmark module ``name`` (``unknown benchmark ...; available: ...`` otherwise)."""
+    if name not in REGISTRY or not _present(name):
         raise ValueError(f"unknown benchmark {name!r}; available: {', '.join(available())}")
-    return importlib.import_module(BENCHMARKS[name])
+    return REGISTRY.get(name)
 
 
 def environment() -> dict:

@@ -86,7 +86,7 @@ def build_oracles(recipe, model, loss_fn, example_batch) -> tuple[dict, dict]:
     Every backend gets both chunk sizes of :data:`CHUNKS`; the benchmark keeps
     each backend's faster one, so no backend is measured at a handicap.
     """
-    from ..commands.backends import onnxruntime_factory, tvm_factory
+    from ..export.backends import onnxruntime_factory, tvm_factory
     from ..recipes import make_oracle
 
     groups = recipe.config.get("groups")
@@ -147,7 +147,7 @@ def throughput(oracles: dict, estimator, batch, reps: int, seed: int) -> dict:
 
 
 def _train(recipe, backend: str, *, epochs: int | None, seed: int | None = None):
-    from ..cli import oracle_factory
+    from ..oracles.backends import oracle_factory
     from ..recipes import apply_overrides, build_trainer
 
     if epochs is not None:

@@ -136,7 +136,7 @@ def run(args) -> dict:
 
 def _qemu_training(quick: bool) -> dict:
     """Train digits-tt-device on the Cortex-M4 firmware under QEMU; {'skipped': reason} without the toolchain."""
-    from ..commands.device import device_factory
+    from ..host.device_oracle import device_factory
     from ..host.link import DeviceLink
     from ..recipes import apply_overrides, build_trainer, get_recipe
     from ..targets import qemu
@@ -196,8 +196,7 @@ def _step_profile(link, recipe, repeats: int = 3) -> dict:
         for r in range(repeats):
             batch = (d.x_train[r * bs:(r + 1) * bs], d.y_train[r * bs:(r + 1) * bs])
             t = time.perf_counter()
-            oracle._set_batch(batch)
-            oracle._upload_batch()
+            oracle.upload(batch)
             up.append(time.perf_counter() - t)
             t = time.perf_counter()
             e = est.estimate(oracle, batch, step=r, seed=0)

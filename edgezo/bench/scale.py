@@ -97,8 +97,10 @@ def _worker(rank: int, init: str, inbox, outbox, spec: dict) -> None:
     from ..oracles.distributed import DistributedOracle, parameter_checksum
     from ..oracles.torch_oracle import TorchOracle
 
+    from ..distributed import init_process_group
+
     torch.set_num_threads(1)
-    dist.init_process_group("gloo", init_method=init, rank=rank, world_size=WORLD)
+    init_process_group("gloo", init_method=init, rank=rank, world_size=WORLD)
     model, batch = _setup(spec)
     try:
         while True:

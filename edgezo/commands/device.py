@@ -44,38 +44,9 @@ def register(subparsers) -> None:
     t.set_defaults(func=cmd_train)
 
 
-def check_device_recipe(recipe) -> None:
-    """A device trains with RGE (rademacher/gaussian) and seed-SGD; raise ValueError otherwise."""
-    from ..recipes import phases_of
-
-    for ph in phases_of(recipe):
-        est = ph.estimator
-        kind = getattr(est, "name", type(est).__name__).lower()
-        if "rge" not in kind:
-            raise ValueError(f"recipe {recipe.name}: phase {ph.name!r} uses the {kind} estimator; a device answers "
-                             "seed queries only: use estimator.kind = \"rge\" (e.g. --set estimator.kind=rge)")
-        if getattr(est, "direction", "rademacher") not in ("rademacher", "gaussian"):
-            raise ValueError(f"recipe {recipe.name}: the device generates rademacher or gaussian directions")
-        if ph.optimizer.get("kind") != "seed-sgd":
-            raise ValueError(f"recipe {recipe.name}: phase {ph.name!r} uses the {ph.optimizer.get('kind')} "
-                             "optimizer; a device keeps no optimizer state: use --set optimizer.kind=seed-sgd")
-
-
-def device_factory(link, *, checkpoint_every: int = 20):
-    """An ``oracle_factory`` building a :class:`DeviceOracle` on ``link`` (a port URL or DeviceLink)."""
-    from ..host.device_oracle import DeviceOracle
-
-    def factory(model, loss_fn, *, groups=None, example_batch=None, **options):
-        max_batch = int(example_batch[0].shape[0]) if example_batch is not None else 64
-        return DeviceOracle(model, loss_fn, link=link, groups=groups, max_batch=max_batch,
-                            checkpoint_every=checkpoint_every)
-
-    return factory
-
-
 def cmd_sim(args) -> int:
     if args.firmware:
-        from ..cli import CLIError
+        from . import CLIError
         from ..targets import qemu
 
         reason = qemu.missing(args.firmware)
@@ -90,7 +61,7 @@ def cmd_sim(args) -> int:
 
 
 def cmd_train(args) -> int:
-    from ..cli import CLIError
+    from . import CLIError
     from ..recipes import apply_overrides, get_recipe, parse_set
 
     if sum(map(bool, (args.port, args.sim, args.firmware))) != 1:
@@ -102,6 +73,8 @@ def cmd_train(args) -> int:
         if getattr(args, flag) is not None:
             overrides[key] = getattr(args, flag)
     recipe = apply_overrides(recipe, overrides)
+    from ..host.device_oracle import check_device_recipe
+
     try:
         check_device_recipe(recipe)
     except ValueError as err:
@@ -120,7 +93,8 @@ def cmd_train(args) -> int:
 def _train_on_device(args, recipe):
     """Start or open the device, train the recipe on it, write metrics.json; closes what it opened."""
     from .. import io
-    from ..cli import CLIError
+    from . import CLIError
+    from ..host.device_oracle import device_factory
     from ..host.link import DeviceLink
     from ..recipes import build_trainer
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from ..cli import CLIError
+from . import CLIError
 
 DEFAULT_TARGET = "host-cpu"
 
@@ -112,31 +112,6 @@ def _load_checkpoint(path: str, model, groups):
     return p
 
 
-def write_parameters(out: Path, exported, model) -> list[dict]:
-    """θ (the graph has none: parameters are inputs) as raw float32 and as a C array."""
-    import numpy as np
-
-    from .. import io
-
-    named = dict(model.named_parameters())
-    theta = np.concatenate([named[e.name].detach().cpu().reshape(-1).numpy() for e in exported.layout.entries])
-    theta = theta.astype("<f4")
-    io.write_bytes(out / "params.bin", theta.tobytes())
-    rows = [", ".join(f"{v!r}f" if np.isfinite(v) else "0.0f" for v in theta[i : i + 8].tolist())
-            for i in range(0, theta.size, 8)]
-    offsets = "\n".join(f"#define EDGEZO_OFFSET_{exported.param_inputs[e.name].upper()} {e.offset}  "
-                         f"/* {e.name} {tuple(e.shape)} */" for e in exported.layout.entries)
-    header = (f"/* edgezo: parameter values theta ({theta.size} float32, flat layout order). Generated. */\n"
-              "#ifndef EDGEZO_MODEL_PARAMS_H\n#define EDGEZO_MODEL_PARAMS_H\n"
-              f"#define EDGEZO_DIM {theta.size}\n{offsets}\n"
-              f"static const float edgezo_theta[EDGEZO_DIM] = {{\n  " + ",\n  ".join(rows) + "\n};\n#endif\n")
-    io.write_text(out / "model_params.h", header)
-    return [{"file": "params.bin", "kind": "parameters", "dtype": "float32", "byte_order": "little",
-             "runtime": "raw float32 θ in the flat order of manifest.json parameters (offset, numel)"},
-            {"file": "model_params.h", "kind": "c-header",
-             "runtime": "C99: static const float edgezo_theta[] and the offset of every parameter"}]
-
-
 def cmd_export(args) -> int:
     import torch
 
@@ -146,6 +121,7 @@ def cmd_export(args) -> int:
     from ..recipes import DEFAULT_RECIPE, apply_overrides, get_recipe, parse_set, train_config
     from ..export.manifest import build_manifest, write_manifest
     from ..export.onnx import export_onnx
+    from ..export.parameters import write_parameters
     from ..export.tvm import readme_text, tvm_available, write_tvm_artifacts, TVM_INSTALL_HINT
     from ..targets.profile import load_profile
 

@@ -11,43 +11,35 @@ Other modules add estimators with :func:`register` (e.g. ``hybrid``).
 
 from __future__ import annotations
 
-import importlib
-
 from typing import Any, Callable
 
+from ..registry import Registry
 from .base import Estimate, Estimator, step_seeds
 from .cge import CGE
 from .fo import FirstOrder
 from .rge import RGE
 
-_REGISTRY: dict[str, Callable[..., Estimator] | str] = {}
+ESTIMATORS: Registry[Callable[..., Estimator]] = Registry("estimator", group="edgezo.estimators")
 
 
 def register(name: str, factory: Callable[..., Estimator] | str) -> None:
     """Register an estimator factory (or its ``"module:attr"`` path, imported on first use).
 
-    Adapters register by path so that this package never imports them. A
-    duplicate name is refused.
+    Adapters and other packages register through the ``edgezo.estimators``
+    entry-point group, so this package never names them. A duplicate name is refused.
     """
-    if name in _REGISTRY:
-        raise ValueError(f"an estimator named {name!r} is already registered")
-    _REGISTRY[name] = factory
+    ESTIMATORS.register(name, factory)
 
 
 def available() -> list[str]:
-    return sorted(_REGISTRY)
+    return ESTIMATORS.available()
 
 
 def build_estimator(spec: dict[str, Any] | str) -> Estimator:
     """Build from ``{"kind": name, **options}`` (or a bare name)."""
     spec = {"kind": spec} if isinstance(spec, str) else dict(spec)
     kind = spec.pop("kind", None)
-    if kind not in _REGISTRY:
-        raise ValueError(f"unknown estimator {kind!r}; available: {', '.join(available())}")
-    factory = _REGISTRY[kind]
-    if isinstance(factory, str):
-        module, attr = factory.split(":")
-        factory = getattr(importlib.import_module(module), attr)
+    factory = ESTIMATORS.get(kind)
     try:
         return factory(**spec)
     except TypeError as err:
@@ -58,8 +50,6 @@ register("rge", RGE)
 register("cge", CGE)
 register("fo", FirstOrder)
 register("hybrid", "edgezo.estimators.hybrid:Hybrid")
-register("sparse-cge", "edgezo.adapters.deepzero.sparse_cge:SparseCGE")
-register("combined", "edgezo.adapters.pinn.combined:Combined")
 
-__all__ = ["Estimate", "Estimator", "RGE", "CGE", "FirstOrder", "build_estimator", "register", "available",
+__all__ = ["Estimate", "Estimator", "RGE", "CGE", "FirstOrder", "build_estimator", "register", "available", "ESTIMATORS",
            "step_seeds"]

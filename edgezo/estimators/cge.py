@@ -56,7 +56,8 @@ class CGE(Estimator):
             out["coords"] = "custom"
         return out
 
-    def active_coords(self, oracle: Oracle, step: int = 0) -> torch.Tensor:
+    def active_coords(self, oracle: Oracle, step: int = 0, seed: int = 0) -> torch.Tensor:
+        """The coordinates S estimated at ``step`` (a subclass may draw them from ``seed``)."""
         if callable(self.coords):
             idx = torch.as_tensor(self.coords(oracle, step), dtype=torch.long)
         elif self.coords is not None:
@@ -77,7 +78,7 @@ class CGE(Estimator):
         return 2 * n if self.difference == "central" else n + 1
 
     def estimate(self, oracle: Oracle, batch: Batch, *, step: int, seed: int) -> Estimate:
-        idx = self.active_coords(oracle, step)
+        idx = self.active_coords(oracle, step, seed)
         coords = tuple(int(i) for i in idx)
         n = len(coords)
         if self.difference == "central":

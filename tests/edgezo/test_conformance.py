@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 import torch
 
-from edgezo.cli import oracle_factory
+from edgezo.oracles.backends import oracle_factory
 from edgezo.data import load_digits
 from edgezo.oracles.tvm import tvm_available
 from edgezo.recipes import DEFAULT_RECIPE, apply_overrides, build_trainer, get_recipe, make_oracle, phases_of

@@ -80,7 +80,7 @@ def test_missing_tvm_gives_install_hint(monkeypatch, tmp_path, capsys):
     monkeypatch.setitem(sys.modules, "tvm", None)  # import tvm -> ImportError
     with pytest.raises(ImportError, match=r"pip install edgezo\[tvm\]"):
         tvm_oracle.import_tvm()
-    from edgezo.commands import backends
+    from edgezo.export import backends
 
     with pytest.raises(ImportError, match=r"pip install edgezo\[tvm\]"):
         backends.tvm_factory(None)

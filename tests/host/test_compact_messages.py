@@ -14,7 +14,7 @@ import torch
 from edgezo.data import load_digits
 from edgezo.directions import chain_seeds
 from edgezo.estimators.rge import RGE
-from edgezo.host import protocol as P
+from edgezo import protocol as P
 from edgezo.host.device_oracle import DeviceOracle
 from edgezo.host.link import DeviceError, DeviceLink
 from edgezo.losses import cross_entropy

@@ -7,7 +7,7 @@ import copy
 import pytest
 import torch
 
-from edgezo.host import protocol as P
+from edgezo import protocol as P
 from edgezo.host.device_oracle import DeviceOracle
 from edgezo.host.link import DeviceError
 from edgezo.losses import cross_entropy

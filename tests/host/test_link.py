@@ -7,7 +7,7 @@ import binascii
 import pytest
 from cobs import cobs
 
-from edgezo.host import protocol as P
+from edgezo import protocol as P
 from edgezo.host.link import DeviceError, DeviceLink, LinkError
 from edgezo.targets.sim import SimulatorThread
 

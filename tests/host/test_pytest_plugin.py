@@ -7,7 +7,7 @@ pytest_plugins = ["pytester"]
 USER_TESTS = '''
 import struct
 import pytest
-from edgezo.host import protocol as P
+from edgezo import protocol as P
 from edgezo.host.link import DeviceError
 
 def test_sim_link(edgezo_sim_link):

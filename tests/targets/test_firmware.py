@@ -17,7 +17,7 @@ import pytest
 import torch
 
 from edgezo.data import load_digits
-from edgezo.host import protocol as P
+from edgezo import protocol as P
 from edgezo.host.device_oracle import DeviceOracle
 from edgezo.host.link import DeviceLink
 from edgezo.losses import cross_entropy

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from edgezo.host import protocol as P
+from edgezo import protocol as P
 from edgezo.host.device_oracle import device_param_order, model_spec
 from edgezo.host.link import DeviceLink
 from edgezo.models.ttm import TTMLP

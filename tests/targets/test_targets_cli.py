@@ -86,7 +86,7 @@ def test_int8_oracle_training_lowers_the_loss(one_thread):
     Deterministic (fixed seeds): 40 steps of central RGE (q = 10) take the
     mini-batch loss from ~2.34 to ~1.94.
     """
-    from edgezo.cli import oracle_factory
+    from edgezo.oracles.backends import oracle_factory
     from edgezo.recipes import apply_overrides, build_trainer, get_recipe
 
     recipe = apply_overrides(get_recipe("digits-mlp-rge"), {"train.max_steps": 40, "train.epochs": 1,
@@ -100,7 +100,7 @@ def test_int8_oracle_training_lowers_the_loss(one_thread):
 
 
 def test_int8_oracle_computes_on_the_integer_grid():
-    from edgezo.commands.backends import simulated_oracle
+    from edgezo.targets.backends import simulated_oracle
     from edgezo.losses import cross_entropy
     from edgezo.models import MLP
 
@@ -117,7 +117,7 @@ def test_int8_oracle_computes_on_the_integer_grid():
 
 
 def test_photonic_noise_is_seeded_and_resumable():
-    from edgezo.commands.backends import simulated_oracle
+    from edgezo.targets.backends import simulated_oracle
     from edgezo.losses import cross_entropy
     from edgezo.models import MLP
     from edgezo.oracle import SeedQueries

@@ -17,7 +17,6 @@ module is the CGE-specific split used by the DeepZero adapter.
 
 from __future__ import annotations
 
-import os
 from typing import Callable, Sequence
 
 import numpy as np
@@ -25,6 +24,7 @@ import torch
 import torch.distributed as dist
 from torch.overrides import TorchFunctionMode
 
+from ...distributed import init_process_group
 from ...estimators.base import Estimate, Estimator
 from ...estimators.cge import CGE
 from ...oracle import Batch, CoordQueries, Oracle
@@ -139,9 +139,7 @@ class DistributedCGE(Estimator):
         base = self.base
         if hasattr(base, "prepared") and not base.prepared:
             base.prepare(oracle, batch, seed=seed)
-        if hasattr(base, "_seed"):
-            base._seed = int(seed)
-        idx = base.active_coords(oracle, step)
+        idx = base.active_coords(oracle, step, seed)
         costs = self._coord_costs(oracle)
         parts = balanced_split(idx, None if costs is None else costs[idx], world)
         mine = tuple(int(i) for i in parts[rank])
@@ -173,8 +171,7 @@ class DistributedCGE(Estimator):
 
 def init_from_env(backend: str = "gloo") -> tuple[int, int]:
     """``init_process_group`` from the usual env variables (RANK, WORLD_SIZE, MASTER_ADDR/PORT)."""
-    if not dist.is_initialized():
-        dist.init_process_group(backend, rank=int(os.environ["RANK"]), world_size=int(os.environ["WORLD_SIZE"]))
+    init_process_group(backend)
     return dist.get_rank(), dist.get_world_size()
 
 

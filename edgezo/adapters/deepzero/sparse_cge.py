@@ -100,7 +100,6 @@ class SparseCGE(CGE):
         self.grasp_q, self.grasp_mu, self.salt = int(grasp_q), float(grasp_mu), int(salt)
         self.scores: torch.Tensor | None = None
         self._mask: tuple[tuple, torch.Tensor] | None = None
-        self._seed = 0
 
     def options(self) -> dict:
         out = super().options()
@@ -149,8 +148,8 @@ class SparseCGE(CGE):
                                            include_small=self.include_small))
         return self._mask[1]
 
-    def active_coords(self, oracle: Oracle, step: int = 0) -> torch.Tensor:
-        return self.mask(oracle.layout, step, self._seed)
+    def active_coords(self, oracle: Oracle, step: int = 0, seed: int = 0) -> torch.Tensor:
+        return self.mask(oracle.layout, step, seed)
 
     def forward_passes_per_step(self, dim: int) -> int:
         if self._mask is None:
@@ -163,7 +162,6 @@ class SparseCGE(CGE):
             self.prepare(oracle, batch, seed=seed)
         elif self.ratios is None:
             self.prepare(oracle)
-        self._seed = int(seed)
         est = super().estimate(oracle, batch, step=step, seed=seed)
         est.info.update(period=self.period(step), sparsity=self.sparsity)
         return est

@@ -5,7 +5,7 @@ import copy
 import pytest
 import torch
 
-from edgezo.commands.backends import graph_oracle
+from edgezo.export.backends import graph_oracle
 from edgezo.export.onnx import export_onnx
 from edgezo.losses import cross_entropy
 from edgezo.models import MLP

@@ -77,7 +77,7 @@ def test_loss_predict_updates_and_state(pair):
 
 
 def test_cli_factory_builds_a_tvm_oracle(exported):
-    from edgezo.commands.backends import tvm_factory
+    from edgezo.export.backends import tvm_factory
 
     model, batch, _ = exported
     oracle = tvm_factory(None)(model, cross_entropy, example_batch=batch, path="stacked")

@@ -30,6 +30,10 @@ INIT_ENV = "EDGEZO_DIST_INIT"
 CHECKSUM_EVERY = 50
 
 
+class DistributedError(ValueError):
+    """A multi-process run that cannot start as asked (the message says what to change)."""
+
+
 def _env_world_size() -> int:
     return int(os.environ.get("WORLD_SIZE", "1"))
 
@@ -38,14 +42,10 @@ def should_launch(args) -> bool:
     """True when this process must spawn ``--workers`` ranks (it is not one itself)."""
     workers = int(getattr(args, "workers", 1))
     if workers < 1:
-        from ..cli import CLIError
-
-        raise CLIError(f"--workers must be at least 1, got {workers}")
+        raise DistributedError(f"--workers must be at least 1, got {workers}")
     if _env_world_size() > 1:
         if workers > 1 and workers != _env_world_size():
-            from ..cli import CLIError
-
-            raise CLIError(f"--workers {workers} disagrees with WORLD_SIZE={_env_world_size()} set by the launcher "
+            raise DistributedError(f"--workers {workers} disagrees with WORLD_SIZE={_env_world_size()} set by the launcher "
                            "(torchrun); drop --workers when running under torchrun")
         return False
     return workers > 1
@@ -86,9 +86,6 @@ class DistributedSession(Session):
 
     def __init__(self, device: str, *, checksum_every: int = CHECKSUM_EVERY):
         import torch
-        import torch.distributed as dist
-
-        from ..cli import CLIError
 
         self.rank = int(os.environ["RANK"])
         self.world_size = _env_world_size()
@@ -102,16 +99,15 @@ class DistributedSession(Session):
         self._device = device
         if device.startswith("cuda"):
             if device != "cuda":
-                raise CLIError(f"with several workers give --device cuda (rank r uses cuda:LOCAL_RANK), not {device}")
+                raise DistributedError(f"with several workers give --device cuda (rank r uses cuda:LOCAL_RANK), not {device}")
             if self.local_rank >= torch.cuda.device_count():
-                raise CLIError(f"rank {self.rank} needs cuda:{self.local_rank} but {torch.cuda.device_count()} "
+                raise DistributedError(f"rank {self.rank} needs cuda:{self.local_rank} but {torch.cuda.device_count()} "
                                "CUDA device(s) are visible; start at most one worker per GPU")
             torch.cuda.set_device(self.local_rank)
             self._device = f"cuda:{self.local_rank}"
         backend = "nccl" if self._device.startswith("cuda") else "gloo"
-        if not dist.is_initialized():
-            dist.init_process_group(backend, init_method=os.environ.get(INIT_ENV, "env://"), rank=self.rank,
-                                    world_size=self.world_size)
+        init_process_group(backend, init_method=os.environ.get(INIT_ENV, "env://"), rank=self.rank,
+                           world_size=self.world_size)
 
     def describe(self) -> str:
         return f", {self.world_size} workers"
@@ -120,8 +116,8 @@ class DistributedSession(Session):
         return self._device
 
     def wrap(self, factory: Callable | None) -> Callable:
-        from ..oracles.distributed import DistributedOracle
-        from ..recipes import make_oracle
+        from .oracles.distributed import DistributedOracle
+        from .recipes import make_oracle
 
         def build(model, loss_fn, *, groups=None, example_batch=None, **options):
             inner = make_oracle(model, loss_fn, groups=groups, example_batch=example_batch, oracle_factory=factory,
@@ -132,10 +128,8 @@ class DistributedSession(Session):
         return build
 
     def prepare(self, trainer) -> None:
-        from ..cli import CLIError
-
         if self.oracle is None or trainer.oracle is not self.oracle:
-            raise CLIError("this recipe's task builds its own oracle (it ignores the oracle factory), so its "
+            raise DistributedError("this recipe's task builds its own oracle (it ignores the oracle factory), so its "
                            "queries cannot be shared; train it with one worker")
         if not self.is_main:
             trainer.progress = False
@@ -173,38 +167,51 @@ def session(args) -> Session:
     return Session()
 
 
-# --- the --workers launcher ------------------------------------------------------------
-def _worker(rank: int, world: int, init_method: str, args) -> None:
-    from ..cli import _known_errors, cmd_train
+def init_process_group(backend: str, *, init_method: str | None = None, rank: int | None = None,
+                       world_size: int | None = None) -> None:
+    """Join the process group once (a no-op when this process already has one).
 
+    ``rank``/``world_size`` default to ``RANK``/``WORLD_SIZE`` and
+    ``init_method`` to ``env://`` (``MASTER_ADDR``/``MASTER_PORT``), as torchrun sets them.
+    """
+    import torch.distributed as dist
+
+    if dist.is_initialized():
+        return
+    dist.init_process_group(backend, init_method=init_method or "env://",
+                            rank=int(os.environ["RANK"]) if rank is None else rank,
+                            world_size=_env_world_size() if world_size is None else world_size)
+
+
+# --- the --workers launcher ------------------------------------------------------------
+def _worker(rank: int, world: int, init_method: str, entry: Callable[[Any], int], args) -> None:
     os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank), LOCAL_WORLD_SIZE=str(world),
                       **{INIT_ENV: init_method})
     try:
-        code = cmd_train(args)
-    except _known_errors() as err:
-        print(f"edgezo: error: [rank {rank}] {err}", file=sys.stderr)
-        code = 2
+        code = entry(args)
     except KeyboardInterrupt:
         code = 130
     if code:
         sys.exit(code)
 
 
-def launch_workers(args, out: Path) -> int:
-    """Spawn ``args.workers`` ranks that each run ``edgezo train`` with the same arguments."""
+def launch_workers(args, out: Path, entry: Callable[[Any], int]) -> int:
+    """Spawn ``args.workers`` ranks that each run ``entry(args)`` (a picklable, module-level function).
+
+    ``entry`` is the caller's training command (``edgezo train`` passes its
+    own); it returns the exit status and reports its own errors.
+    """
     import torch
     import torch.multiprocessing as mp
 
-    from ..cli import CLIError
-
     n = int(args.workers)
     if args.device.startswith("cuda") and torch.cuda.device_count() < n:
-        raise CLIError(f"--workers {n} with --device {args.device} needs {n} CUDA devices; "
+        raise DistributedError(f"--workers {n} with --device {args.device} needs {n} CUDA devices; "
                        f"{torch.cuda.device_count()} visible")
     args.out = str(out)  # the default folder name has a timestamp: fix it once for every rank
     with tempfile.TemporaryDirectory(prefix="edgezo-dist-") as tmp:
         init = f"file://{Path(tmp) / 'rendezvous'}"
-        context = mp.start_processes(_worker, args=(n, init, args), nprocs=n, join=False, start_method="spawn")
+        context = mp.start_processes(_worker, args=(n, init, entry, args), nprocs=n, join=False, start_method="spawn")
         try:
             while not context.join():
                 pass
