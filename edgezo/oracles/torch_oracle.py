@@ -27,6 +27,7 @@ import torch
 from torch.func import functional_call
 
 from ..direction_cache import cached_directions
+from ..models.protocols import StackedForward
 from ..oracle import Batch, CoordQueries, Counters, Oracle, Queries, SeedQueries, SeedUpdate, batch_size_of
 from ..params import GroupSpec, ParamSpace
 
@@ -58,15 +59,29 @@ class TorchOracle(Oracle):
         path: ``"auto"`` or one of ``"loop"``, ``"stacked"``, ``"vmap"``.
         max_stack_elems: bound on ``q_chunk × dim`` entries of a stacked
             parameter block; larger query sets are evaluated in chunks.
+
+    Protected API for subclasses (:data:`SUBCLASS_HOOKS`; a subclass overrides
+    these and the public :class:`~edgezo.oracles.base.Oracle` methods, nothing
+    else — ``tests/edgezo/oracles/test_oracle_contract.py`` checks it):
+
+    * ``_available_paths() -> list[str]`` — the evaluation paths ``"auto"`` times;
+    * ``_run(path, block, x, y) -> (n,)`` — losses of the ``n`` parameter rows of
+      ``block`` on the batch ``(x, y)`` along ``path``;
+    * ``_chunk(q, batch_size) -> int`` — how many rows one ``_run`` call takes.
+
+    :class:`~edgezo.adapters.solver.oracle.SolverOracle` (a solver rollout per
+    row) and :class:`~edgezo.oracles.simulated.SimulatedOracle` (a target's
+    datapath) are the subclasses in this package.
     """
 
     backend = "torch"
+    SUBCLASS_HOOKS = ("_available_paths", "_run", "_chunk")
 
     def __init__(self, model: torch.nn.Module, loss_fn, *, groups: GroupSpec = None, path: str = "auto",
                  max_stack_elems: int = 2**24):
         if path != "auto" and path not in PATHS:
             raise ValueError(f"unknown evaluation path {path!r}; use 'auto' or one of {PATHS}")
-        if path == "stacked" and not hasattr(model, "forward_stacked"):
+        if path == "stacked" and not isinstance(model, StackedForward):
             raise ValueError(f"{type(model).__name__} has no forward_stacked(); use path='loop' or 'vmap'")
         self.model = model
         self.loss_fn = loss_fn
@@ -146,7 +161,7 @@ class TorchOracle(Oracle):
 
     def _available_paths(self) -> list[str]:
         paths = ["loop", "vmap"]
-        if hasattr(self.model, "forward_stacked"):
+        if isinstance(self.model, StackedForward):
             paths.insert(1, "stacked")
         return paths
 

@@ -62,6 +62,7 @@ from typing import Mapping
 import torch
 from torch import nn
 
+from ...models.protocols import ShiftedForward
 from .pde import PDE
 from .stein import SteinDerivatives, SteinResult
 
@@ -113,7 +114,7 @@ class SteinPINN(nn.Module):
         self.network_evaluations = 0
         self._mc_key: int | None = None
         self._partial = _accepts_partial(net)
-        self._shifted = hasattr(net, "forward_shifted")
+        self._shifted = isinstance(net, ShiftedForward)
 
     def extra_repr(self) -> str:
         return f"pde={self.pde!r}, derivatives={self.derivatives!r}, max_rows={self.max_rows}"

@@ -38,6 +38,8 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
+from ...models.protocols import StackedForward
+
 LOSSES = ("mae", "mse")
 
 SolverStep = Callable[[np.ndarray], np.ndarray]
@@ -201,7 +203,7 @@ class SolverInTheLoop:
         return torch.stack(list(self._stacked_states(params, u0)), dim=2)
 
     def _stacked_states(self, params, u0):
-        if not hasattr(self.corrector, "forward_stacked"):
+        if not isinstance(self.corrector, StackedForward):
             raise TypeError(f"{type(self.corrector).__name__} has no forward_stacked(); "
                             "use rollout() once per parameter set")
         u0 = self._as_states(u0)

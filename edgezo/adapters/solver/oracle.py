@@ -23,6 +23,7 @@ from typing import Any
 
 import torch
 
+from ...models.protocols import StackedForward
 from ...oracle import Batch, OracleError, batch_size_of
 from ...oracles.torch_oracle import TorchOracle
 from ...params import GroupSpec
@@ -47,7 +48,7 @@ class SolverOracle(TorchOracle):
 
     def __init__(self, loop: SolverInTheLoop, *, groups: GroupSpec = None, path: str | None = None,
                  max_rows: int = 2**16):
-        stacked = hasattr(loop.corrector, "forward_stacked")
+        stacked = isinstance(loop.corrector, StackedForward)
         path = path if path is not None else ("stacked" if stacked else "loop")
         if path != "auto" and path not in PATHS:
             raise ValueError(f"unknown evaluation path {path!r}; use 'auto' or one of {PATHS}")
@@ -58,7 +59,7 @@ class SolverOracle(TorchOracle):
         self.max_rows = int(max_rows)
 
     def _available_paths(self) -> list[str]:
-        return ["loop", "stacked"] if hasattr(self.model, "forward_stacked") else ["loop"]
+        return ["loop", "stacked"] if isinstance(self.model, StackedForward) else ["loop"]
 
     def _run(self, path: str, block: torch.Tensor, x, y) -> torch.Tensor:
         params = self.layout.split(block)

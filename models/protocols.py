@@ -1,0 +1,33 @@
+"""Typing protocols for models that evaluate many parameter sets in one call.
+
+An oracle asks ``isinstance(model, StackedForward)`` instead of probing
+attributes; the protocols are ``runtime_checkable``, so any module with the
+method qualifies (no base class needed).
+"""
+
+from __future__ import annotations
+
+from typing import Mapping, Protocol, runtime_checkable
+
+from torch import Tensor
+
+__all__ = ["StackedForward", "ShiftedForward"]
+
+
+@runtime_checkable
+class StackedForward(Protocol):
+    """``forward_stacked(params, x) -> (q, B, ...)``: q perturbed copies of the model in one forward.
+
+    ``params[name]`` has shape ``(q, *shape)`` (a name that is missing is the
+    module's own tensor, shared by all copies); the input ``x`` is shared. The
+    result equals stacking ``functional_call(model, params[i], x)`` over i.
+    """
+
+    def forward_stacked(self, params: Mapping[str, Tensor], x: Tensor, /) -> Tensor: ...
+
+
+@runtime_checkable
+class ShiftedForward(Protocol):
+    """``forward_shifted(params, x, shifts)``: the stacked forward at inputs ``x + shifts`` (Stein PINN stencils)."""
+
+    def forward_shifted(self, params: Mapping[str, Tensor], x: Tensor, shifts: Tensor, /) -> Tensor: ...
