@@ -51,7 +51,7 @@ def graph_oracle(backend: str, model: torch.nn.Module, loss_fn, *, groups=None, 
     if example_batch is None:
         raise ValueError(f"the {backend} backend needs an example batch to export the model")
     if backend == "tvm":  # fail before exporting when the extra is missing
-        from ..oracles.tvm import import_tvm
+        from edgezo.extras import import_tvm
 
         import_tvm()
     cpu_model = copy.deepcopy(model).cpu()
@@ -65,9 +65,10 @@ def graph_oracle(backend: str, model: torch.nn.Module, loss_fn, *, groups=None, 
                          stacked=exported.stacked_bytes(), **_graph_options(options, ORTOracle.PATHS))
     if backend == "tvm":
         from ..oracles.tvm import TVMOracle
+        from .tvm_compile import HostCompiler
 
         return TVMOracle(exported.model, exported.layout, exported.param_inputs, theta, stacked=exported.stacked,
-                         **_graph_options(options, TVMOracle.PATHS))
+                         compiler=HostCompiler(), **_graph_options(options, TVMOracle.PATHS))
     raise ValueError(f"unknown graph backend {backend!r}")
 
 
@@ -88,7 +89,7 @@ def onnxruntime_factory(recipe) -> Callable[..., Any]:
 
 def tvm_factory(recipe) -> Callable[..., Any]:
     """``--backend tvm``: train through a TVM (Relax, llvm) compiled module."""
-    from ..oracles.tvm import import_tvm
+    from edgezo.extras import import_tvm
 
     import_tvm()  # a clear "pip install edgezo[tvm]" before any data is loaded
 

@@ -31,9 +31,10 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from edgezo import io
-from edgezo.oracles.tvm import TVM_INSTALL_HINT, compile_onnx, import_tvm, tvm_available
+from edgezo.extras import TVM_INSTALL_HINT, import_tvm, tvm_available
 
 from .onnx import OnnxExport, load_onnx
+from .tvm_compile import compile_onnx
 
 __all__ = ["import_tvm", "tvm_available", "TVM_INSTALL_HINT", "relax_module", "compile_host", "cross_target",
            "emit_c_source", "cross_compile_object", "write_tvm_artifacts", "undefined_symbols"]

@@ -25,6 +25,7 @@ LAYERS = [
     ("edgezo.models", 1),
     ("edgezo.params", 2), ("edgezo.directions", 2), ("edgezo.direction_cache", 2), ("edgezo.oracle", 2),
     ("edgezo.oracles.base", 2), ("edgezo.losses", 2), ("edgezo.protocol", 2), ("edgezo.devices", 2),
+    ("edgezo.extras", 0),
     ("edgezo.estimators", 3),
     ("edgezo.oracles", 4),
     ("edgezo.trainer", 5), ("edgezo.optim", 5), ("edgezo.data", 5), ("edgezo.recipes", 5), ("edgezo.plots", 5),
@@ -183,6 +184,13 @@ def test_bench_and_tests_do_not_import_the_cli_layer():
             if isinstance(node, ast.Import):
                 bad += [f"{path.relative_to(ROOT)} imports {a.name}" for a in node.names
                         if a.name.startswith(("edgezo.cli", "edgezo.commands"))]
+    assert not bad, "\n".join(sorted(bad))
+
+
+def test_ahead_of_time_export_does_not_import_runtimes():
+    """export/ compiles; only export/backends.py (which hands compiled graphs to a runtime) imports oracles/."""
+    bad = [f"{src} imports {dst}" for src, targets in GRAPH.items() for dst in targets
+           if src.startswith("edgezo.export.") and src != "edgezo.export.backends" and dst.startswith("edgezo.oracles")]
     assert not bad, "\n".join(sorted(bad))
 
 

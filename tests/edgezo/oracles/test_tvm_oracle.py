@@ -36,11 +36,13 @@ def exported():
 
 @pytest.fixture
 def pair(exported):
+    from edgezo.export.tvm_compile import HostCompiler
     from edgezo.oracles.tvm import TVMOracle
 
     model, batch, exp = exported
     ref = TorchOracle(copy.deepcopy(model), cross_entropy, groups="per_module", path="stacked")
-    tvm = TVMOracle(exp.model, exp.layout, exp.param_inputs, ref.get_flat(), stacked=exp.stacked)
+    tvm = TVMOracle(exp.model, exp.layout, exp.param_inputs, ref.get_flat(), stacked=exp.stacked,
+                    compiler=HostCompiler())
     return ref, tvm, batch
 
 
