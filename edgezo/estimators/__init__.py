@@ -50,6 +50,7 @@ register("rge", RGE)
 register("cge", CGE)
 register("fo", FirstOrder)
 register("hybrid", "edgezo.estimators.hybrid:Hybrid")
+register("combined", "edgezo.estimators.hybrid:combined")
 
 __all__ = ["Estimate", "Estimator", "RGE", "CGE", "FirstOrder", "build_estimator", "register", "available", "ESTIMATORS",
            "step_seeds"]

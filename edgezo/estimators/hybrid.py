@@ -187,8 +187,11 @@ class Hybrid(Estimator):
             spec = _as_spec(rule["estimator"], f"hybrid assign rule {i}")
             build_estimator(spec)  # validate now, not at the first step
             self.assign.append({"groups": pats, "estimator": spec})
-        self.default = _as_spec(DEFAULT_RGE if default is None else default, "hybrid default")
-        build_estimator(self.default)
+        # default "none": groups that no rule claims are not estimated (their gradient is 0)
+        self.default = None if default == "none" else _as_spec(DEFAULT_RGE if default is None else default,
+                                                                "hybrid default")
+        if self.default is not None:
+            build_estimator(self.default)
         if cge_below is not None and (isinstance(cge_below, bool) or int(cge_below) != cge_below or cge_below < 1):
             raise ValueError(f"cge_below must be a positive int (a group size), got {cge_below!r}")
         self.cge_below = None if cge_below is None else int(cge_below)
@@ -206,7 +209,7 @@ class Hybrid(Estimator):
         if self.assign:
             out["assign"] = self.assign
         if self.default != DEFAULT_RGE:
-            out["default"] = self.default
+            out["default"] = "none" if self.default is None else self.default
         if self.cge_below is not None:
             out["cge_below"] = self.cge_below
         if self.cge != DEFAULT_CGE:
@@ -229,7 +232,7 @@ class Hybrid(Estimator):
             else:
                 if self.cge_below is not None and g.numel < self.cge_below:
                     out[g.name] = (f"cge_below={self.cge_below}", self.cge)
-                else:
+                elif self.default is not None:
                     out[g.name] = ("default", self.default)
         for i, hit in enumerate(used):
             if not hit:
@@ -307,3 +310,36 @@ class Hybrid(Estimator):
         loss = proxy.center if proxy.center is not None else float(sum(losses) / len(losses))
         return Estimate(loss=loss, seed_terms=seed_terms, coord_terms=coord_terms, forward_passes=proxy.passes,
                         info={"parts": parts})
+
+
+def combined(*, parts: Sequence[Mapping[str, Any]]) -> Hybrid:
+    """``kind = "combined"``: a :class:`Hybrid` written as a list of parts, each naming its groups.
+
+        ĝ = Σ_k ĝ_k,   ĝ_k = estimator k restricted to its groups S_k (S_k disjoint)
+
+    ``parts = [{kind = "cge", groups = ["last"], ...}, {kind = "rge", groups = ["hidden"], ...}]``
+    becomes one assign rule per part and ``default = "none"`` (a group no part
+    names is not estimated). Every part must name its groups, the groups must
+    be disjoint, and first-order parts are refused. An RGE part without a
+    ``salt`` keeps salt 0, as each part would alone. See
+    docs/methods/hybrid.md.
+    """
+    if not parts:
+        raise ValueError("combined needs at least one part, e.g. parts = [{kind = 'cge', groups = ['last']}, ...]")
+    seen: dict[str, int] = {}
+    assign = []
+    for i, part in enumerate(parts):
+        spec = dict(part)
+        if spec.get("kind") == "fo":
+            raise ValueError("combined: a first-order (fo) part cannot be mixed with zeroth-order parts")
+        groups = spec.pop("groups", None)
+        if not groups:
+            raise ValueError(f"combined: part {i} ({spec.get('kind')}) must name its parameter groups (groups = [...])")
+        for g in [groups] if isinstance(groups, str) else groups:
+            if g in seen:
+                raise ValueError(f"combined: group {g!r} appears in parts {seen[g]} and {i}; groups must be disjoint")
+            seen[g] = i
+        if spec.get("kind") == "rge":
+            spec.setdefault("salt", 0)
+        assign.append({"groups": groups, "estimator": spec})
+    return Hybrid(assign=assign, default="none")

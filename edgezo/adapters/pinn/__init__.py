@@ -11,8 +11,9 @@ with hard constraints and closed-form solutions (``hjb``: HJB-20; ``heat``);
 hard-constrained network as a module whose ``forward_stacked`` evaluates q
 perturbed parameter sets × collocation points × quadrature nodes in bounded
 chunks, so the engine's TorchOracle and estimators train it with forward passes
-only; :mod:`~edgezo.adapters.pinn.combined` sums estimators over disjoint
-parameter groups (registered as ``combined``); :mod:`~edgezo.adapters.pinn.task`
+only; the engine's per-group combinator (``kind = "combined"``,
+:func:`edgezo.estimators.hybrid.combined`) sums estimators over disjoint
+parameter groups; :mod:`~edgezo.adapters.pinn.task`
 is the recipe task ``"pinn"`` (recipes ``hjb20`` and ``heat3``; ``edgezo bench
 pinn`` measures them).
 """
