@@ -50,7 +50,7 @@ SIZE_EXCEPTIONS = {
     "edgezo.export.onnx": "split pending",
     "edgezo.host.service.robustify_server": "split pending",
     "edgezo.models.cnn": "split pending",
-    "edgezo.models.ttm": "split pending",
+    
     "edgezo.targets.profile": "split pending",
 }
 
