@@ -9,7 +9,7 @@ Apache TVM is installed — the kernels as C source and, for a profile with a
 cross triple (``cortex-m4-256k``), an object file for that CPU.
 
 Before writing anything it estimates the SRAM one zeroth-order training step
-of the recipe needs on the target (``edgezo.targets.profile.check_fits``) and
+of the recipe needs on the target (``edgezo.targets.memory.check_fits``) and
 refuses a model that does not fit, printing the breakdown and what to shrink.
 """
 
@@ -72,7 +72,7 @@ def training_steps(recipe) -> list[tuple[str, str, int]]:
 
 def memory_check(model, profile, *, input_shape, batch_size: int, recipe):
     """The largest per-phase breakdown; raises BudgetError when a phase does not fit."""
-    from ..targets.profile import check_fits, memory_breakdown
+    from ..targets.memory import check_fits, memory_breakdown
 
     worst = None
     for estimator, optimizer, q in training_steps(recipe):

@@ -47,7 +47,7 @@ def cmd_targets(args) -> int:
         from ..models import build_model
         from ..recipes import get_recipe, train_config
         from .export import memory_check
-        from ..targets.profile import BudgetError
+        from ..targets.memory import BudgetError
 
         recipe = get_recipe(args.recipe)
         config = train_config(recipe)

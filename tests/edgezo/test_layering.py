@@ -51,7 +51,7 @@ SIZE_EXCEPTIONS = {
     "edgezo.host.service.robustify_server": "split pending",
     "edgezo.models.cnn": "split pending",
     
-    "edgezo.targets.profile": "split pending",
+
 }
 
 

@@ -9,16 +9,13 @@ import pytest
 import torch
 from torch import nn
 
+from edgezo.targets.memory import BudgetError, MemoryBreakdown, check_fits, memory_breakdown
 from edgezo.targets.profile import (
     FORMATS,
     PROFILES_DIR,
-    BudgetError,
-    MemoryBreakdown,
     TargetProfile,
-    check_fits,
     list_profiles,
     load_profile,
-    memory_breakdown,
     profile_names,
 )
 
