@@ -43,7 +43,7 @@ MAX_FUNCTION_LINES = 80
 SIZE_EXCEPTIONS = {
     "edgezo.directions": "split owned by issue 19 (memory)",
     "edgezo.adapters.robustify.pipeline": "split pending",
-    "edgezo.adapters.solver.burgers": "split pending",
+
     "edgezo.bench.robustify": "split pending",
     "edgezo.bench.scale": "split pending",
     "edgezo.data": "split pending",
