@@ -46,7 +46,7 @@ SIZE_EXCEPTIONS = {
 
     "edgezo.bench.robustify": "split pending",
     "edgezo.bench.scale": "split pending",
-    "edgezo.data": "split pending",
+
     "edgezo.export.onnx": "split pending",
     "edgezo.host.service.robustify_server": "split pending",
     "edgezo.models.cnn": "split pending",
