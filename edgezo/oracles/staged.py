@@ -16,7 +16,7 @@ images downstream, per-copy batch norm). Four coordinate paths:
   (reuse + batching);
 * ``"delta"`` — the same, with the perturbed layer computed once and the q
   rank-one coordinate changes added to its output
-  (:class:`~edgezo.models.cnn.CoordDelta`), so only the layers after it run
+  (:class:`~edgezo.models.deltas.CoordDelta`), so only the layers after it run
   q-fold;
 * ``"vmap"`` — ``torch.func.vmap`` over the single-coordinate suffix forward.
 
@@ -45,7 +45,7 @@ from typing import Any
 
 import torch
 
-from ..models.cnn import CoordDelta
+from ..models.deltas import CoordDelta
 from ..oracle import Batch, CoordQueries, Queries, batch_size_of
 from ..params import GroupSpec
 from .torch_oracle import PATHS as TORCH_PATHS

@@ -49,7 +49,7 @@ SIZE_EXCEPTIONS = {
 
     "edgezo.export.onnx": "split pending",
     "edgezo.host.service.robustify_server": "split pending",
-    "edgezo.models.cnn": "split pending",
+
     
 
 }
