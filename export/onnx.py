@@ -44,6 +44,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from edgezo.models.protocols import StackedForward
 from edgezo.params import GroupSpec, ParamLayout, ParamSpace
 
 __all__ = ["OnnxExport", "export_onnx", "c_identifier", "LOSSES", "DATA_INPUTS", "OUTPUTS", "DEFAULT_OPSET",
@@ -220,6 +221,43 @@ def _rename_params(proto, mapping: dict[str, str], params: dict[str, torch.Tenso
             graph.input.append(_value_info(ident, params[exported], lead))
 
 
+def _export_stacked(model: nn.Module, loss_mod, batch, names, params, param_inputs, opset: int, *, auto: bool,
+                    info: dict):
+    """The graph with a leading perturbation axis q on every parameter (None when ``auto`` and it does not trace)."""
+    x, y = batch
+    stacked_proto = None
+    q_axes = {"x": {0: "batch"}, "y": {0: "batch"}, "logits": {0: "q", 1: "batch"}, "loss": {0: "q"}}
+    q_axes.update({param_inputs[n]: {0: "q"} for n in names})
+    example = tuple(params[n].unsqueeze(0).expand(2, *params[n].shape).contiguous() for n in names)
+    try:
+        stacked_proto = _trace(_Stacked(model, loss_mod, names), (x, y, *example),
+                               list(DATA_INPUTS) + [param_inputs[n] for n in names], q_axes, opset, False)
+    except Exception as err:
+        if not auto:
+            raise ValueError(f"could not export {type(model).__name__}.forward_stacked to ONNX "
+                             f"({type(err).__name__}: {err}); export with stacked=False") from err
+        info["stacked_skipped"] = f"forward_stacked did not trace ({type(err).__name__}: {err})"
+    if stacked_proto is not None:
+        missing = set(param_inputs.values()) - {i.name for i in stacked_proto.graph.input}
+        for n in names:
+            if param_inputs[n] in missing:
+                stacked_proto.graph.input.append(_value_info(param_inputs[n], params[n], ("q",)))
+    return stacked_proto
+
+
+def _finish(proto, check: bool) -> None:
+    """Stamp the producer, run the ONNX checker and insist on C-identifier input names."""
+    import onnx
+
+    proto.producer_name = "edgezo"
+    if check:
+        onnx.checker.check_model(proto, full_check=True)
+    inputs = [i.name for i in proto.graph.input]
+    bad = [n for n in inputs if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", n)]
+    if bad:
+        raise ValueError(f"exported graph has input names that are not C identifiers: {bad}")
+
+
 def export_onnx(model: nn.Module, example_batch: Sequence[torch.Tensor], *, loss: str = "cross_entropy",
                 groups: GroupSpec = None, stacked: bool | None = None, opset: int = DEFAULT_OPSET,
                 check: bool = True) -> OnnxExport:
@@ -236,7 +274,6 @@ def export_onnx(model: nn.Module, example_batch: Sequence[torch.Tensor], *, loss
             (None: when the model has ``forward_stacked``).
         check: run ``onnx.checker.check_model(full_check=True)`` on both graphs.
     """
-    import onnx
 
     x, y = example_batch[0], example_batch[1]
     space = ParamSpace(model, groups)
@@ -272,39 +309,18 @@ def export_onnx(model: nn.Module, example_batch: Sequence[torch.Tensor], *, loss
         info = {}
         auto = stacked is None
         if auto:
-            stacked = callable(getattr(model, "forward_stacked", None))
+            stacked = isinstance(model, StackedForward)
         if stacked:
-            if not callable(getattr(model, "forward_stacked", None)):
+            if not isinstance(model, StackedForward):
                 raise ValueError(f"{type(model).__name__} has no forward_stacked(); export with stacked=False")
-            q_axes = {"x": {0: "batch"}, "y": {0: "batch"}, "logits": {0: "q", 1: "batch"}, "loss": {0: "q"}}
-            q_axes.update({param_inputs[n]: {0: "q"} for n in names})
-            example = tuple(params[n].unsqueeze(0).expand(2, *params[n].shape).contiguous() for n in names)
-            try:
-                stacked_proto = _trace(_Stacked(model, loss_mod, names), (x, y, *example),
-                                       list(DATA_INPUTS) + [param_inputs[n] for n in names], q_axes, opset, False)
-            except Exception as err:
-                if not auto:
-                    raise ValueError(f"could not export {type(model).__name__}.forward_stacked to ONNX "
-                                     f"({type(err).__name__}: {err}); export with stacked=False") from err
-                info["stacked_skipped"] = f"forward_stacked did not trace ({type(err).__name__}: {err})"
-            if stacked_proto is not None:
-                missing = set(param_inputs.values()) - {i.name for i in stacked_proto.graph.input}
-                for n in names:
-                    if param_inputs[n] in missing:
-                        stacked_proto.graph.input.append(_value_info(param_inputs[n], params[n], ("q",)))
+            stacked_proto = _export_stacked(model, loss_mod, (x, y), names, params, param_inputs, opset,
+                                            auto=auto, info=info)
     finally:
         model.train(was_training)
 
     for proto in (single, stacked_proto):
-        if proto is None:
-            continue
-        proto.producer_name = "edgezo"
-        if check:
-            onnx.checker.check_model(proto, full_check=True)
-        inputs = [i.name for i in proto.graph.input]
-        bad = [n for n in inputs if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", n)]
-        if bad:
-            raise ValueError(f"exported graph has input names that are not C identifiers: {bad}")
+        if proto is not None:
+            _finish(proto, check)
     return OnnxExport(
         model=single, stacked=stacked_proto, layout=layout, param_inputs=param_inputs, loss=loss,
         input_shape=tuple(int(d) for d in x.shape[1:]), input_dtype=str(x.dtype).replace("torch.", ""),

@@ -92,6 +92,32 @@ def run(args) -> dict:
         return _run(args, Path(work))
 
 
+def _run_one(name: str, spec: dict | None, *, blackbox, data, base: dict, work: Path, classifier, init) -> dict:
+    """Certify one configuration (``spec`` None: the bare classifier) and time it."""
+    x_train, x_test, y_test = data
+    t0, c0 = time.perf_counter(), time.process_time()
+    if spec is None:
+        report = _certify_plain(blackbox(), x_test, y_test, base)
+    else:
+        cfg = RobustifyConfig(ae_epochs=0, warmup_epochs=0, **base, **spec)
+        r = Robustifier(cfg, blackbox(), x_train, x_test, y_test, out_dir=work / name.replace(" ", "_"),
+                        num_classes=10, classifier=classifier if cfg.method == "fo-ds" else None, init=init)
+        report = r.run(until="certify", resume=False)
+        report["final_training_loss"] = _final_loss(r.state["history"])
+        q = report["queries"]
+        report["queries"] = {"labels": q["labels"], "training": q["stability"],
+                             "certification": q["certify"], "total": q["total"]}
+    report.pop("results", None)
+    report.pop("config", None)
+    report["name"] = name
+    report["wall_s"] = round(time.perf_counter() - t0, 2)
+    report["cpu_s"] = round(time.process_time() - c0, 2)
+    print(f"  {name:24s} cert@0.25 = {report['certified_accuracy']['0.25']:.3f}  "
+          f"queries = {report['queries']['total']}  {report['wall_s']:.1f} s ({report['cpu_s']:.1f} s CPU)",
+          flush=True)
+    return report
+
+
 def _run(args, work: Path) -> dict:
     s = sizes(args)
     seed = args.seed
@@ -128,29 +154,8 @@ def _run(args, work: Path) -> dict:
         (f"ZO-AE-DS RGE q={q_hi}", dict(method="zo-ae-ds", estimator="rge", q=q_hi, epochs=s["epochs"])),
         (f"ZO-AE-DS CGE q={s['latent_dim']}", dict(method="zo-ae-ds", estimator="cge", epochs=s["epochs"])),
     ]
-    runs = []
-    for name, spec in runs_spec:
-        t0, c0 = time.perf_counter(), time.process_time()
-        if spec is None:
-            report = _certify_plain(blackbox(), x_test, y_test, base)
-        else:
-            cfg = RobustifyConfig(ae_epochs=0, warmup_epochs=0, **base, **spec)
-            r = Robustifier(cfg, blackbox(), x_train, x_test, y_test, out_dir=work / name.replace(" ", "_"),
-                            num_classes=10, classifier=classifier if cfg.method == "fo-ds" else None, init=init)
-            report = r.run(until="certify", resume=False)
-            report["final_training_loss"] = _final_loss(r.state["history"])
-            q = report["queries"]
-            report["queries"] = {"labels": q["labels"], "training": q["stability"],
-                                 "certification": q["certify"], "total": q["total"]}
-        report.pop("results", None)
-        report.pop("config", None)
-        report["name"] = name
-        report["wall_s"] = round(time.perf_counter() - t0, 2)
-        report["cpu_s"] = round(time.process_time() - c0, 2)
-        runs.append(report)
-        print(f"  {name:24s} cert@0.25 = {report['certified_accuracy']['0.25']:.3f}  "
-              f"queries = {report['queries']['total']}  {report['wall_s']:.1f} s ({report['cpu_s']:.1f} s CPU)",
-              flush=True)
+    runs = [_run_one(name, spec, blackbox=blackbox, data=(x_train, x_test, y_test), base=base, work=work,
+                     classifier=classifier, init=init) for name, spec in runs_spec]
 
     by = {r["name"]: r["certified_accuracy"]["0.25"] for r in runs}
     fo, zo = by["FO-DS"], by[f"ZO-DS RGE q={q_hi}"]

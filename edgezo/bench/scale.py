@@ -171,17 +171,10 @@ def _fit(rows: list[dict], key: str) -> tuple[float, float] | None:
     return float(slope), float(intercept)
 
 
-def run(args) -> dict:
+def _measure(spec: dict, rounds: int, sweep_q: list[int]):
+    """Start the two ranks, run ``rounds`` rounds of the four configurations, the query sweep and an all-reduce."""
     import torch.multiprocessing as mp
 
-    from ..oracles.distributed import ring_allreduce_bytes
-
-    quick = args.quick
-    spec = {"sizes": [64, 256, 256, 10], "batch": 1024 if quick else 2048, "q": 8 if quick else 16,
-            "steps": 4 if quick else 8, "seed": args.seed, "lr": 1e-3, "checksum_every": 50}
-    rounds = args.rounds or (3 if quick else 7)
-    sweep_q = [2, 16, 128, 1024] if quick else [2, 16, 128, 1024, 8192]
-    load_before = os.getloadavg()
     ctx = mp.get_context("spawn")
     inboxes, outbox = [ctx.Queue() for _ in range(WORLD)], ctx.Queue()
     with tempfile.TemporaryDirectory(prefix="edgezo-scale-") as tmp:
@@ -217,6 +210,19 @@ def run(args) -> dict:
                 p.join(timeout=60)
                 if p.is_alive():
                     p.terminate()
+    return records, sweep, allreduce
+
+
+def run(args) -> dict:
+    from ..oracles.distributed import ring_allreduce_bytes
+
+    quick = args.quick
+    spec = {"sizes": [64, 256, 256, 10], "batch": 1024 if quick else 2048, "q": 8 if quick else 16,
+            "steps": 4 if quick else 8, "seed": args.seed, "lr": 1e-3, "checksum_every": 50}
+    rounds = args.rounds or (3 if quick else 7)
+    sweep_q = [2, 16, 128, 1024] if quick else [2, 16, 128, 1024, 8192]
+    load_before = os.getloadavg()
+    records, sweep, allreduce = _measure(spec, rounds, sweep_q)
     queries = 2 * spec["q"] * spec["steps"]
     qps_one = [queries / r["one"]["wall"] for r in records]
     qps_one_2t = [queries / r["one_2threads"]["wall"] for r in records]

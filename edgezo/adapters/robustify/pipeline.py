@@ -41,12 +41,13 @@ from ...data import epoch_permutation
 from ...estimators import CGE, RGE
 from ...models.denoiser import ConvAutoencoder, DnCNN
 from ...trainer import peak_rss_mb
-from .blackbox import QueryBudgetExceeded
 from .certify import certified_accuracy, certify, image_generator
 from .config import RobustifyConfig
 from .frontend import DenoiserEncoder, Frontend, trainable_modules
 from .latent_oracle import LatentOracle
 from .onnx_export import export_module
+
+from .meter import _Meter
 
 STAGES = ("labels", "autoencoder", "warmup", "stability", "certify", "export")
 CHECKPOINT = "checkpoint.pt"
@@ -59,33 +60,6 @@ class Interrupted(RuntimeError):
 
 def _stage_seed(seed: int, stage: str, *more: int) -> int:
     return int(np.random.SeedSequence([int(seed), STAGES.index(stage), *map(int, more)]).generate_state(1)[0])
-
-
-class _Meter:
-    """Counts samples sent to the black box and enforces the run's budget before sending."""
-
-    def __init__(self, blackbox, limit: int | None):
-        self.blackbox, self.limit, self.used = blackbox, limit, 0
-
-    def left(self) -> int | None:
-        return None if self.limit is None else self.limit - self.used
-
-    def _reserve(self, n: int) -> None:
-        if self.limit is not None and self.used + n > self.limit:
-            raise QueryBudgetExceeded(f"query budget exhausted: {self.used} of the {self.limit} queries this "
-                                      f"session may send are spent, the next call needs {n}")
-
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        self._reserve(x.shape[0])
-        out = self.blackbox(x)
-        self.used += x.shape[0]
-        return out
-
-    def labels(self, x: torch.Tensor) -> torch.Tensor:
-        self._reserve(x.shape[0])
-        out = self.blackbox.labels(x)
-        self.used += x.shape[0]
-        return out
 
 
 class Robustifier:
