@@ -20,7 +20,7 @@ Two graphs are produced:
 The loss is exported *decomposed*: cross-entropy as
 ``−mean_b Σ_c onehot(y_b)_c · log_softmax(o_b)_c`` with the one-hot formed by
 comparing ``y`` with a constant ``arange(C)``, because TVM's ONNX importer has
-no ``SoftmaxCrossEntropyLoss`` (METHODS.md §7); mean squared error as
+no ``SoftmaxCrossEntropyLoss`` (docs/methods/zo-basics.md, "Forward-only backends"); mean squared error as
 ``mean((o − t)²)``. Both equal :mod:`edgezo.losses` to float rounding.
 
 Directions are never part of the graph (the importers have no random

@@ -7,7 +7,7 @@ parameters stay inputs) at a static batch size, and compiled three ways:
 * host (``target="llvm"``): what :class:`~edgezo.oracles.tvm.TVMOracle` runs;
 * C source (``{"kind": "c"}``): the operator kernels as C99 functions — C code
   generation needs input names that are valid C identifiers, which the export
-  guarantees (METHODS.md §6);
+  guarantees (docs/methods/zo-basics.md, "Forward-only backends");
 * an object file for a cross target, e.g. Cortex-M4
   (``{"kind": "llvm", "mtriple": "thumbv7em-none-eabihf", "mcpu": "cortex-m4",
   "mfloat-abi": "hard"}``): written with the LLVM module's ``write_to_file``;

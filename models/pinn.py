@@ -22,8 +22,8 @@ default) with two batched forwards that the Stein PDE loss needs
   the rest of the network run on all B·n rows.
 
 Sine networks for PINNs: Raissi et al. 2019 use tanh; the BP-free sparse-grid
-PINN of Zhao et al. 2023 (arXiv:2308.09858) uses sine activations (METHODS.md
-§4). ``output_init="zero"`` starts the last layer at zero (so the network
+PINN of Zhao et al. 2023 (arXiv:2308.09858) uses sine activations
+(docs/methods/stein-pinn.md). ``output_init="zero"`` starts the last layer at zero (so the network
 starts as the constant 0, like the "zero-init last layer" of Goyal et al. 2017
 and Fixup), which the hard-constrained recipes use so that training starts at
 the trivial baseline ``u = g`` instead of at a random function.

@@ -33,7 +33,7 @@ SRAM a forward-only (zeroth-order) training step needs on such a target —
 weights, the live activation buffers, estimator and optimizer state, I/O
 buffers — and says what to shrink when it does not fit (the budgets of
 MIT's "On-Device Training Under 256KB Memory" and of "Poor Man's Training on
-MCUs", METHODS.md section 6).
+MCUs", docs/methods/zo-basics.md).
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 The tensor-compressed BP-free training of Zhao, Yu, Chen, Liu, Liu & Zhang
 (2023, arXiv:2308.09858) mixes randomized and coordinate-wise ZO estimation;
-the paper's exact definition is unconfirmed (METHODS.md §2), so "hybrid" here
+the paper's exact definition is unconfirmed (docs/methods/hybrid.md), so "hybrid" here
 is the combination of two declared choices:
 
 1. **Per group** (this estimator): every parameter group of the oracle's

@@ -6,7 +6,7 @@ keeps θ as a flat host vector laid out by the engine's :class:`ParamLayout`;
 a query ``θ + s·z(seed)`` (or ``θ + δ e_j``) is formed on the host, split into
 the parameter inputs and fed to the runtime — the graph itself has no random
 operators. Plain inference sessions are all forward-only training needs
-(ONNX Runtime's training package is backprop-only, METHODS.md §6).
+(ONNX Runtime's training package is backprop-only, docs/methods/zo-basics.md).
 
 Evaluation paths (``path="auto"`` times them on the first call for each query
 shape and keeps the fastest, like the TorchOracle):

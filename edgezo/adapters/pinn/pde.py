@@ -16,7 +16,7 @@ A :class:`PDE` says
 Registered PDEs (:data:`PDES`, built by :func:`build_pde` from a recipe's
 ``[pde]`` table):
 
-``hjb``  Hamilton–Jacobi–Bellman (METHODS.md §4; Zhao et al. 2023, arXiv:2308.09858)::
+``hjb``  Hamilton–Jacobi–Bellman (docs/methods/stein-pinn.md; Zhao et al. 2023, arXiv:2308.09858)::
 
     ∂_t u + Δ_x u − 0.05 ‖∇_x u‖² = −2,   x ∈ [0,1]^d, t ∈ [0,1]   (d = 20: 21 inputs)
     u(x, 1) = Σ_i x_i   — hard:  u = Σ_i x_i + (1 − t) · N(x, t)

@@ -38,7 +38,7 @@ merging is exact integer matching; merged weights that cancel to zero
 (``|w| ≤ 1e-12 · Σ|contributions|``) are dropped. Nodes are ordered by the
 number of non-zero coordinates (the centre first), then lexicographically.
 
-For 21 dimensions at level 3 this gives the 925-node rule of METHODS.md §4:
+For 21 dimensions at level 3 this gives the 925-node rule of docs/methods/stein-pinn.md:
 1 centre (weight 204), 42 axis nodes at ±√3 (weight 1/6), 42 axis nodes at ±1
 (weight −10) and 840 pair nodes at (±1, ±1) (weight 1/4). Level 2 in 21-D has
 43 nodes (centre −20, axis ±1 with 1/2), exact to degree 3 only.

@@ -2,7 +2,7 @@
 
 For a scalar function ``f: R^D → R`` (a network) and a smoothing scale σ, the
 smoothed function ``u_σ(x) = E_{δ~N(0,σ²I)} f(x+δ)`` has, by Stein's identity
-(METHODS.md §4; the sparse-grid variant is from the BP-free PINN work of
+(docs/methods/stein-pinn.md; the sparse-grid variant is from the BP-free PINN work of
 Zhao, Yu, Chen, Liu, Liu, Zhang 2023, arXiv:2308.09858 and its follow-up), with
 ``δ = σ z`` and a quadrature rule ``(z_j, w_j)`` for N(0, I)::
 
@@ -49,7 +49,7 @@ for wide networks.
 Dtype requirement: float64
 --------------------------
 The level-3 weights reach 204 and −10 and the second derivative divides by
-σ² = 1e-2 (METHODS.md §7), so a rounding error ε·|f| in each node value
+σ² = 1e-2 (docs/methods/stein-pinn.md), so a rounding error ε·|f| in each node value
 becomes ≈ ε·|f|·Σ|w(z_i²−1)|/σ² in the Laplacian. The inputs ``x + σ z`` are
 therefore built in float64 and, by default (``dtype=torch.float64``), ``f``
 must take and return float64 (call ``net.double()``); a non-float64 output
@@ -182,7 +182,7 @@ class SteinDerivatives:
         rule: ``"sparse_grid"`` (Smolyak Gauss–Hermite, deterministic) or
             ``"monte_carlo"`` (antithetic Gaussian samples).
         dim: input dimension D of ``f``.
-        sigma: smoothing scale σ (METHODS.md §4 uses 0.1).
+        sigma: smoothing scale σ (docs/methods/stein-pinn.md uses 0.1).
         level: Smolyak level for ``"sparse_grid"`` (3: exact to degree 5; use ≥ 3
             for second derivatives).
         samples: number of antithetic pairs for ``"monte_carlo"``

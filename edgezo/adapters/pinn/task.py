@@ -113,7 +113,7 @@ def build_pinn_model(recipe: Recipe, *, derivatives: str = "stein", device="cpu"
     spec = recipe.section("model")
     net = build_model(spec).to(device)
     if next(net.parameters()).dtype != torch.float64:
-        net = net.double()  # Stein derivatives are float64 (METHODS.md §7)
+        net = net.double()  # Stein derivatives are float64 (docs/methods/stein-pinn.md)
     stein = SteinDerivatives(opts["rule"], dim=pde.dim, sigma=float(opts["sigma"]), level=int(opts["level"]),
                              samples=int(opts["samples"]), seed=int(opts["mc_seed"]))
     model = SteinPINN(net, pde, stein, derivatives=derivatives, max_rows=int(opts["max_rows"]))

@@ -6,7 +6,7 @@ The PDE, on the periodic domain :math:`x \in [0, 2\pi)`:
 
 This is the scientific solver of the *solver-in-the-loop* example (Um et al.,
 "Solver-in-the-Loop", NeurIPS 2020; used as a ZO application in DeepZero,
-Chen et al., ICLR 2024, arXiv:2310.02025, section 3 of METHODS.md): a coarse
+Chen et al., ICLR 2024, arXiv:2310.02025, docs/methods/solver-in-the-loop.md): a coarse
 solver whose error against a fine reference a learned correction reduces.
 
 Scheme (finite volume, one scheme for every class in this module)

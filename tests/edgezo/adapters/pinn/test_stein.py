@@ -232,7 +232,7 @@ def test_explicit_antithetic_formula_agrees():
     torch.testing.assert_close(r.value, (fp * w).sum(1), rtol=1e-12, atol=1e-12)
 
 
-# ---------------------------------------------------------------- numerics (METHODS.md §7)
+# ---------------------------------------------------------------- numerics (docs/methods/stein-pinn.md, "Numerics")
 
 
 def hjb_residual(r: SteinResult) -> torch.Tensor:
@@ -279,7 +279,7 @@ def _longdouble_reference(Ws, bs, x, sigma, z, w):
 
 def test_float64_scheme_matches_extended_precision_and_float32_does_not():
     """The float64 HJB-20 residual of a random sine net equals the 80-bit reference to 1e-8 (measured 1e-9);
-    float32 rows through a float32 net are far off (METHODS.md §7: ~0.46 on ~0.8)."""
+    float32 rows through a float32 net are far off (docs/methods/stein-pinn.md: ~0.46 on ~0.8)."""
     if np.finfo(np.longdouble).eps >= 1e-18:
         pytest.skip("numpy.longdouble is not extended precision on this platform")
     torch.manual_seed(1)
