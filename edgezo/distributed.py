@@ -45,7 +45,8 @@ def should_launch(args) -> bool:
         raise DistributedError(f"--workers must be at least 1, got {workers}")
     if _env_world_size() > 1:
         if workers > 1 and workers != _env_world_size():
-            raise DistributedError(f"--workers {workers} disagrees with WORLD_SIZE={_env_world_size()} set by the launcher "
+            raise DistributedError(f"--workers {workers} disagrees with WORLD_SIZE={_env_world_size()} set by the "
+                                   "launcher "
                            "(torchrun); drop --workers when running under torchrun")
         return False
     return workers > 1
@@ -99,7 +100,8 @@ class DistributedSession(Session):
         self._device = device
         if device.startswith("cuda"):
             if device != "cuda":
-                raise DistributedError(f"with several workers give --device cuda (rank r uses cuda:LOCAL_RANK), not {device}")
+                raise DistributedError("with several workers give --device cuda (rank r uses cuda:LOCAL_RANK), "
+                                       f"not {device}")
             if self.local_rank >= torch.cuda.device_count():
                 raise DistributedError(f"rank {self.rank} needs cuda:{self.local_rank} but {torch.cuda.device_count()} "
                                "CUDA device(s) are visible; start at most one worker per GPU")

@@ -206,7 +206,8 @@ class ModelSpec:
                 elif kind == 1:
                     K = body[pos + 2]
                     p = pos + 3
-                    ins, outs, ranks = tuple(body[p:p + K]), tuple(body[p + K:p + 2 * K]), tuple(body[p + 2 * K:p + 3 * K + 1])
+                    ins, outs = tuple(body[p:p + K]), tuple(body[p + K:p + 2 * K])
+                    ranks = tuple(body[p + 2 * K:p + 3 * K + 1])
                     bias = body[p + 3 * K + 1]
                     if len(ranks) != K + 1 or ranks[0] != 1 or ranks[-1] != 1 or min(ins + outs + ranks) < 1:
                         raise ValueError("bad TT layer")
@@ -266,13 +267,15 @@ HELLO_RESP = struct.Struct("<BHIHIB")  # version, max_frame, sram, boot_id, step
 EVAL_HEAD = struct.Struct("<BIIfB")  # kind, offset, count, mu, n; then n x u32 seeds, n x i8 multipliers
 UPDATE_HEAD = struct.Struct("<IBIIfB")  # step, kind, offset, count, lr, n; then n x u32 seeds, n x f32 coeffs
 UPDATE_RESP = struct.Struct("<IB")  # device step, applied (1) or already applied (0)
-BATCH_HEAD = struct.Struct("<IHHI")  # batch id, total, features, byte offset; then bytes of (x f32[total, F], y u8[total])
+# batch id, total, features, byte offset; then bytes of (x f32[total, F], y u8[total])
+BATCH_HEAD = struct.Struct("<IHHI")
 CKPT_REQ = struct.Struct("<BI")  # op (0 query, 1 set step), step
 CKPT_RESP = struct.Struct("<III")  # step, n_params, crc32 of the weight bytes
 READ_REQ = struct.Struct("<IH")  # offset, count
 EVAL_CHAIN = struct.Struct("<BIIfIBB")  # kind, offset, count, mu, seed0, n, pattern (0 forward, 1 central)
 UPDATE_LAST_HEAD = struct.Struct("<IfB")  # step, lr, n; then n x f32 coeffs (seeds, kind, range: the last evaluate)
-BATCH_U8_HEAD = struct.Struct("<IHHfI")  # batch id, total, features, scale, byte offset; then u8 x[total, F], u8 y[total]
+# batch id, total, features, scale, byte offset; then u8 x[total, F], u8 y[total]
+BATCH_U8_HEAD = struct.Struct("<IHHfI")
 
 PATTERN_FORWARD, PATTERN_CENTRAL = 0, 1
 

@@ -49,7 +49,8 @@ __all__ = ["DeviceOracle", "model_spec", "device_param_order", "device_factory",
 def _layers_of(model: torch.nn.Module):
     layers = getattr(model, "layers", None)
     if layers is None:
-        raise OracleError(f"a device runs MLP / TTMLP models (models/mlp.py, models/ttm.py), not {type(model).__name__}")
+        raise OracleError("a device runs MLP / TTMLP models (models/mlp.py, models/ttm/), "
+                          f"not {type(model).__name__}")
     act = getattr(model, "activation_name", None) or getattr(model, "activation", None)
     if act not in ("relu", "identity"):
         raise OracleError(f"the device implements relu (or identity) activations, not {act!r}")

@@ -253,5 +253,5 @@ def cnn_param_count(depth: int, width: int = 18, in_channels: int = 3, num_class
     return first + rest + width * num_classes + num_classes
 
 
-__all__ = ["CNN", "CoordDelta", "ChannelDelta", "StagedNet", "add", "relu", "Stage", "ConvStage", "PoolLinearStage", "conv2d", "batch_norm", "linear",
-           "max_pool2d", "global_avg_pool", "cnn_param_count"]
+__all__ = ["CNN", "CoordDelta", "ChannelDelta", "StagedNet", "add", "relu", "Stage", "ConvStage", "PoolLinearStage",
+           "conv2d", "batch_norm", "linear", "max_pool2d", "global_avg_pool", "cnn_param_count"]

@@ -56,7 +56,8 @@ class BasicBlockStage(Stage):
 
     def shortcut(self, h):
         if isinstance(h, ChannelDelta):  # subsampling and channel padding keep one changed channel per copy
-            return ChannelDelta(self.shortcut(h.base), h.channel + self.pad, h.values[..., :: self.stride, :: self.stride])
+            values = h.values[..., :: self.stride, :: self.stride]
+            return ChannelDelta(self.shortcut(h.base), h.channel + self.pad, values)
         if self.stride != 1:
             h = h[..., :: self.stride, :: self.stride]
         if self.pad:

@@ -57,7 +57,7 @@ def forward(spec: P.ModelSpec, theta: np.ndarray, x: np.ndarray) -> np.ndarray:
             h = h @ tensors[0].T
         else:
             K = len(L.in_modes)
-            n, m, r = L.in_modes, L.out_modes, L.ranks
+            n, r = L.in_modes, L.ranks
             T = h.reshape(B, int(np.prod(n[:K - 1])), n[K - 1], 1, 1)
             for k in range(K - 1, -1, -1):
                 new = np.einsum("rmnq,bpnqs->bprms", tensors[k], T)  # (B, P_k, r_{k-1}, m_k, S)
@@ -310,7 +310,8 @@ class Simulator:
         if self.last is not None and self.last[0] == seq and self.last[1] == ftype:
             return self.last[2]  # a retransmission: answer again, do not execute again
         if version != P.VERSION:
-            rtype, rbody = P.ERROR, bytes([P.E_VERSION]) + f"protocol version {version}, device speaks {P.VERSION}".encode()
+            detail = f"protocol version {version}, device speaks {P.VERSION}".encode()
+            rtype, rbody = P.ERROR, bytes([P.E_VERSION]) + detail
         else:
             rtype, rbody = self.state.handle(ftype, body)
         resp = P.encode_frame(rtype, seq, rbody)

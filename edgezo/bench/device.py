@@ -24,8 +24,8 @@ a pty and counts the link's bytes per message type:
   built for a Cortex-M4F and run under QEMU (mps2-an386), the host only
   sending seeds, coefficients and batches; the test accuracy is computed on the
   host from θ read back. ``qemu.step_profile`` times, on that device, one
-  batch upload (float32 and u8) and one step's evaluate and update. ``--quick`` stops after a few steps (a smoke run, not
-  the goal); without arm-none-eabi-gcc / qemu-system-arm it is None with the
+  batch upload (float32 and u8) and one step's evaluate and update. ``--quick``
+  stops after a few steps (a smoke run, not the goal); without arm-none-eabi-gcc / qemu-system-arm it is None with the
   reason in ``qemu``. ``firmware_sram_bytes`` is arm-none-eabi-size's
   data + bss of the ELF (stack included).
 """
@@ -169,7 +169,8 @@ def _qemu_training(quick: bool) -> dict:
             "s_per_step": wall / steps if steps else None, "step_profile": profile, "device": info,
             "device_ram_bytes": trainer.oracle.device_ram, "firmware_sram_bytes": size["sram"],
             "firmware_flash_bytes": size["flash"], "quick": quick, "recipe": recipe.name,
-            "estimator": dict(recipe.config.get("estimator", {})), "optimizer": dict(recipe.config.get("optimizer", {})),
+            "estimator": dict(recipe.config.get("estimator", {})),
+            "optimizer": dict(recipe.config.get("optimizer", {})),
             "train": dict(recipe.config.get("train", {}))}
 
 

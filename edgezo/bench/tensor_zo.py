@@ -100,7 +100,8 @@ def scaled_phases(phases: list[dict], epochs: int, new_epochs: int) -> list[dict
     out, last = [], -1
     for i, p in enumerate(phases):
         p = dict(p)
-        start = 0 if i == 0 else max(last + 1, min(new_epochs - 1, round(p.get("start_epoch", 0) * new_epochs / epochs)))
+        scaled = round(p.get("start_epoch", 0) * new_epochs / epochs)
+        start = 0 if i == 0 else max(last + 1, min(new_epochs - 1, scaled))
         if i and start >= new_epochs:
             raise ValueError(f"{new_epochs} epochs leave no room for phase {i} (starts at epoch "
                              f"{p.get('start_epoch')} of {epochs}); use more epochs")

@@ -52,5 +52,6 @@ register("fo", FirstOrder)
 register("hybrid", "edgezo.estimators.hybrid:Hybrid")
 register("combined", "edgezo.estimators.hybrid:combined")
 
-__all__ = ["Estimate", "Estimator", "RGE", "CGE", "FirstOrder", "build_estimator", "register", "available", "ESTIMATORS",
+__all__ = ["Estimate", "Estimator", "RGE", "CGE", "FirstOrder", "build_estimator", "register", "available",
+           "ESTIMATORS",
            "step_seeds"]

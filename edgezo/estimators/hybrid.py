@@ -183,7 +183,8 @@ class Hybrid(Estimator):
                                  f"got {rule!r}")
             pats = [rule["groups"]] if isinstance(rule["groups"], str) else list(rule["groups"])
             if not pats or not all(isinstance(p, str) for p in pats):
-                raise ValueError(f"hybrid assign rule {i}: 'groups' must be a list of name patterns, got {rule['groups']!r}")
+                raise ValueError(f"hybrid assign rule {i}: 'groups' must be a list of name patterns, "
+                                 f"got {rule['groups']!r}")
             spec = _as_spec(rule["estimator"], f"hybrid assign rule {i}")
             build_estimator(spec)  # validate now, not at the first step
             self.assign.append({"groups": pats, "estimator": spec})

@@ -28,7 +28,7 @@ from torch.func import functional_call
 
 from ..direction_cache import cached_directions
 from ..models.protocols import StackedForward
-from ..oracle import Batch, CoordQueries, Counters, Oracle, Queries, SeedQueries, SeedUpdate, batch_size_of
+from ..oracle import Batch, Counters, Oracle, Queries, SeedQueries, SeedUpdate, batch_size_of
 from ..params import GroupSpec, ParamSpace
 
 PATHS = ("loop", "stacked", "vmap")

@@ -142,7 +142,8 @@ class TTMLP(nn.Module):
                 raise ValueError(f"unknown parameter {name!r}; known: {sorted(own)}")
             shape = tuple(own[name].shape)
             if t.ndim != len(shape) + 1 or tuple(t.shape[1:]) != shape:
-                raise ValueError(f"params[{name!r}] must have shape (q, {', '.join(map(str, shape))}), got {tuple(t.shape)}")
+                raise ValueError(f"params[{name!r}] must have shape (q, {', '.join(map(str, shape))}), "
+                                 f"got {tuple(t.shape)}")
             qs.add(t.shape[0])
         # An oracle may hand over every parameter stacked although only one tensor differs
         # between the copies (a coordinate or one-group query). Copies equal to the module's

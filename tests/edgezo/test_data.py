@@ -157,7 +157,8 @@ def _replace(d: Path, stem: str, data: bytes) -> Path:
         ("t10k-images-idx3-ubyte", lambda b: b[:10], ["header is truncated", "download it again"]),
         ("t10k-labels-idx1-ubyte", lambda b: b + b"\x00", ["longer than its header", "download it again"]),
         ("train-labels-idx1-ubyte", lambda b: b[:-1] + b"\x0a", ["label 10", "outside 0-9"]),
-        ("t10k-images-idx3-ubyte.gz", lambda b: gzip.compress(b)[:-12], ["gzip data is corrupt", "download the file again"]),
+        ("t10k-images-idx3-ubyte.gz", lambda b: gzip.compress(b)[:-12],
+         ["gzip data is corrupt", "download the file again"]),
     ],
 )
 def test_mnist_malformed_files_raise(tmp_path, fname, mutate, expect):

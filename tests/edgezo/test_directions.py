@@ -318,7 +318,8 @@ def _build(tmp_path: Path, extra: list[str], main_src: str = C_DRIVER, name: str
     src = tmp_path / f"{name}.c"
     src.write_text(main_src)
     exe = tmp_path / name
-    cmd = [gcc, *BASE_FLAGS, "-Wall", "-Wextra", *extra, f"-I{FIRMWARE}", str(FIRMWARE / "ezdir.c"), str(src), "-o", str(exe)]
+    cmd = [gcc, *BASE_FLAGS, "-Wall", "-Wextra", *extra, f"-I{FIRMWARE}", str(FIRMWARE / "ezdir.c"), str(src),
+           "-o", str(exe)]
     res = subprocess.run(cmd, capture_output=True, text=True)
     assert res.returncode == 0, f"C build failed:\n{' '.join(cmd)}\n{res.stderr}"
     _BUILDS[key] = exe
@@ -364,7 +365,8 @@ def test_c_reference_matches_python_on_many_coordinates(tmp_path):
     counter range, plus the axpy helper and the range/kind errors."""
     exe = _build(tmp_path, [])
     cases = [(k, seed, start, count) for k in KINDS
-             for seed, start, count in ((0, 0, 8_000), (987654321, 3_333_333, 12_001), (2**32 - 1, 2**32 - 20_000, 20_000))]
+             for seed, start, count in ((0, 0, 8_000), (987654321, 3_333_333, 12_001),
+                                        (2**32 - 1, 2**32 - 20_000, 20_000))]
     out = _run(exe, [f"f {KIND_ID[k]} {s} {st} {n}" for k, s, st, n in cases])
     for (k, s, st, n), line in zip(cases, out):
         assert line.split() == hexbits(direction(s, st, n, k)), (k, s, st, n)

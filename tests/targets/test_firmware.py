@@ -167,7 +167,8 @@ def test_qemu_cortex_m4(tmp_path, sim):
             oracle = DeviceOracle(TTMLP(DIGITS_TT), cross_entropy, link=DeviceLink(port, timeout=10), max_batch=16)
             before = oracle.evaluate(SeedQueries([1, 2, 3], [0.0, 0.01, 0.01]), batch).numpy()
             for s in range(3):
-                oracle.apply_seed_update(SeedUpdate([10 + s, 20 + s], torch.tensor([float(before[1] - before[0]) * 100, -0.5])), 0.05)
+                coeffs = torch.tensor([float(before[1] - before[0]) * 100, -0.5])
+                oracle.apply_seed_update(SeedUpdate([10 + s, 20 + s], coeffs), 0.05)
             after = oracle.evaluate(SeedQueries([1], [0.0]), batch).numpy()
             results.append((before, after, oracle.get_flat().numpy().view(np.uint32).copy()))
             oracle.link.close()
@@ -262,7 +263,8 @@ def test_update_last_equals_explicit_update(sim):
     model = TTMLP(DIGITS_TT)
     ref = torch.cat([p.detach().reshape(-1) for p in model.parameters()]).numpy().astype("<f4")
     state = DeviceState("cortex-m4-256k")
-    state.handle(P.SET_MODEL, P.ModelSpec((P.LayerSpec("dense", (1,), (ref.size,), (), False, "identity"),), 1).encode())
+    spec = P.ModelSpec((P.LayerSpec("dense", (1,), (ref.size,), (), False, "identity"),), 1)
+    state.handle(P.SET_MODEL, spec.encode())
     state.theta[:] = ref
     n, chain = ref.size, list(chain_seeds(2024, 5))
     for body in (P.pack_update(1, "rademacher", 0, n, 0.05, chain, [0.5, -1.5, 2.0, 0.25, -0.75]),

@@ -59,7 +59,7 @@ a dependency of edgezo.
 from __future__ import annotations
 
 import itertools
-from functools import lru_cache
+from functools import cache
 from math import comb
 
 import numpy as np
@@ -83,7 +83,7 @@ def _readonly(a: np.ndarray) -> np.ndarray:
     return a
 
 
-@lru_cache(maxsize=None)
+@cache
 def gauss_hermite_1d(n_points: int) -> tuple[np.ndarray, np.ndarray]:
     """The ``n_points``-point Gauss–Hermite rule for N(0, 1), exactly symmetric.
 
@@ -114,7 +114,7 @@ def _excess_vectors(dim: int, s: int):
                 yield axes, tuple(int(p) for p in parts)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _smolyak_cached(dim: int, level: int) -> tuple[np.ndarray, np.ndarray]:
     # Table of distinct 1-D node values across the rules U^1 .. U^level.
     rules = [gauss_hermite_1d(i) for i in range(1, level + 1)]

@@ -51,7 +51,8 @@ class FourierInitialCondition:
     def _series(self, x: np.ndarray, factor: np.ndarray) -> np.ndarray:
         k = np.arange(1, self.modes + 1, dtype=np.float64)
         kx = np.multiply.outer(np.asarray(x, dtype=np.float64), k)
-        return self.mean + (np.cos(kx) * (factor * np.asarray(self.cos)) + np.sin(kx) * (factor * np.asarray(self.sin))).sum(-1)
+        waves = np.cos(kx) * (factor * np.asarray(self.cos)) + np.sin(kx) * (factor * np.asarray(self.sin))
+        return self.mean + waves.sum(-1)
 
     def __call__(self, x) -> np.ndarray:
         """Point values at ``x``."""

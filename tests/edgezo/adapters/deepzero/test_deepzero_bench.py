@@ -15,7 +15,8 @@ def test_step_timing_variants_agree(tmp_path):
     assert row["speedup_vs_naive"]["naive"] == 1.0
     assert row["max_abs_grad_difference"] < 1e-3  # all four evaluate the same finite differences
     result = {"timing": {"sizes": [row]}, "goals": {"reuse_speedup": 1.0, "reuse_batched_speedup": 2.0},
-              "table": {"epochs": 1, "rows": [{"params": 10, **{m: {"test_accuracy": 0.5} for m in ("fo", "cge", "rge")}}]}}
+              "table": {"epochs": 1,
+                        "rows": [{"params": 10, **{m: {"test_accuracy": 0.5} for m in ("fo", "cge", "rge")}}]}}
     result["goals"].update(cge_fo_gap_pp=0.0, cge_rge_margin_pp=0.0)
     deepzero.plot(result, tmp_path / "deepzero.png")
     assert (tmp_path / "deepzero.png").stat().st_size > 0
