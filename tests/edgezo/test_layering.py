@@ -189,6 +189,8 @@ def test_engine_names_no_higher_layer_by_string():
     """A lazy "module:attr" string is an import too: below adapters/ none may name a higher layer."""
     bad = []
     for src, tree in TREES.items():
+        if src in LAZY_ROOT:
+            continue  # the lazy public API names what it re-exports
         for node in ast.walk(tree):
             if isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value.startswith("edgezo."):
                 target = _owner(node.value.partition(":")[0].split()[0])
