@@ -23,7 +23,7 @@ class DeviceUnavailable(RuntimeError):
     """The device kind needs a tool that is missing here (the message names it and how to install it)."""
 
 
-DEVICES: Registry[Callable[[str], Any]] = Registry("device", group="edgezo.devices")
+DEVICES: Registry[Callable[[str], Any]] = Registry("device", group="edgezo.devices", packaged=True)
 
 
 def open_device(kind: str, profile: str = "cortex-m4-256k") -> Any:

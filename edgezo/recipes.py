@@ -37,7 +37,7 @@ from .registry import Registry
 RECIPE_DIR = Path(__file__).resolve().parent.parent / "models" / "recipes"
 
 # Task builders by name; adapters add theirs through the ``edgezo.tasks`` entry points.
-TASKS: Registry[Callable[..., Any]] = Registry("task", group="edgezo.tasks")
+TASKS: Registry[Callable[..., Any]] = Registry("task", group="edgezo.tasks", packaged=True)
 
 
 class RecipeError(ValueError):

@@ -44,14 +44,19 @@ class Registry(Generic[T]):
     """Named entries of one kind, resolved lazily.
 
     ``kind`` is the word used in messages ("estimator", "backend", ...);
-    ``group`` is the entry-point group read once, on the first lookup.
+    ``group`` is the entry-point group read once, on the first lookup;
+    ``packaged`` says that edgezo's own pyproject.toml fills that group, so an
+    empty group means a stale install (the unknown-name message then says to
+    reinstall).
     """
 
-    def __init__(self, kind: str, *, group: str | None = None):
+    def __init__(self, kind: str, *, group: str | None = None, packaged: bool = False):
         self.kind = kind
         self.group = group
+        self.packaged = packaged
         self._entries: dict[str, T | str] = {}
         self._entry_points_loaded = group is None
+        self._entry_point_count = 0
 
     # --- filling ------------------------------------------------------------------------
     def register(self, name: str, entry: T | str) -> T | str:
@@ -73,6 +78,7 @@ class Registry(Generic[T]):
                 continue
             seen.add((ep.name, ep.value))
             self.register(ep.name, ep.value)
+        self._entry_point_count = len(seen)
 
     # --- looking up ---------------------------------------------------------------------
     def available(self) -> list[str]:
@@ -92,7 +98,11 @@ class Registry(Generic[T]):
 
     def unknown(self, name: object, hint: str = "") -> UnknownName:
         """The error for a name that is not registered (raise it)."""
-        return UnknownName(f"unknown {self.kind} {name!r}; available: {', '.join(self.available())}{hint}")
+        available = self.available()
+        if self.packaged and not self._entry_point_count:
+            hint += (f" (no '{self.group}' entry points are installed: after updating edgezo, reinstall it, "
+                     "e.g. pip install -e .)")
+        return UnknownName(f"unknown {self.kind} {name!r}; available: {', '.join(available)}{hint}")
 
     def path(self, name: str) -> str | None:
         """The ``"module:attr"`` path of a lazy entry (None when the entry is an object)."""

@@ -19,7 +19,7 @@ from .cge import CGE
 from .fo import FirstOrder
 from .rge import RGE
 
-ESTIMATORS: Registry[Callable[..., Estimator]] = Registry("estimator", group="edgezo.estimators")
+ESTIMATORS: Registry[Callable[..., Estimator]] = Registry("estimator", group="edgezo.estimators", packaged=True)
 
 
 def register(name: str, factory: Callable[..., Estimator] | str) -> None:

@@ -25,7 +25,7 @@ def torch_backend(recipe) -> None:
     return None
 
 
-BACKENDS: Registry[Callable[..., Any]] = Registry("backend", group="edgezo.backends")
+BACKENDS: Registry[Callable[..., Any]] = Registry("backend", group="edgezo.backends", packaged=True)
 BACKENDS.register("torch", torch_backend)
 
 

@@ -77,3 +77,14 @@ def test_every_kind_uses_one_registry(module, registry, names):
     reg = getattr(importlib.import_module(module), registry)
     assert isinstance(reg, Registry)
     assert names <= set(reg.available())
+
+
+def test_a_packaged_group_without_entry_points_says_to_reinstall(monkeypatch):
+    monkeypatch.setattr(importlib.metadata, "entry_points", lambda group=None: [])
+    reg = Registry("backend", group="edgezo.test_backends", packaged=True)
+    reg.register("torch", len)
+    with pytest.raises(UnknownName, match=r"available: torch \(no 'edgezo.test_backends' entry points .* reinstall"):
+        reg.get("tvm")
+    plain = Registry("loss", group="edgezo.test_losses")
+    with pytest.raises(UnknownName, match=r"^unknown loss 'x'; available: $"):
+        plain.get("x")
