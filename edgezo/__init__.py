@@ -1,3 +1,3 @@
 """edgezo: forward-only (zeroth-order) training of neural networks."""
 
-__version__ = "0.1.0"
+from ._version import __version__
