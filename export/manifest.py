@@ -17,7 +17,8 @@ from edgezo import __version__, io
 
 from .onnx import OnnxExport
 
-__all__ = ["MANIFEST_NAME", "MANIFEST_FORMAT", "build_manifest", "inference_manifest", "write_manifest", "read_manifest"]
+__all__ = ["MANIFEST_NAME", "MANIFEST_FORMAT", "build_manifest", "inference_manifest", "write_manifest",
+           "read_manifest"]
 
 MANIFEST_NAME = "manifest.json"
 MANIFEST_FORMAT = "edgezo-export/1"

@@ -46,7 +46,7 @@ def _oracle_options(recipe) -> dict[str, Any]:
 
     options = recipe.section("oracle")
     path = options.get("path", "stacked")
-    out = {"path": path if path in ORTOracle.PATHS else "stacked"}
+    out = {"path": path if path == "auto" or path in ORTOracle.PATHS else "stacked"}
     if "max_stack_elems" in options:
         out["max_stack_elems"] = int(options["max_stack_elems"])
     return out
