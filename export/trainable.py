@@ -99,8 +99,12 @@ def _data_io(graph) -> tuple[str, str, tuple[int | None, ...]]:
     return inputs[0].name, graph.output[0].name, shape
 
 
-def _loss_model(kind: str, num_classes: int | None, dtype: np.dtype, target_dtype, opset: int, ir_version: int):
-    """The exporter's decomposed loss as its own ONNX model: inputs ``out``, ``y`` → ``loss``."""
+def _loss_model(kind: str, num_classes: int | None, dtype: np.dtype, opset: int, ir_version: int):
+    """The exporter's decomposed loss as its own ONNX model: inputs ``out``, ``y`` → ``loss``.
+
+    ``y`` holds int64 class ids for cross-entropy, targets shaped like the
+    output (and of its dtype) for mean squared error.
+    """
     import onnx
     import torch
 
@@ -108,8 +112,7 @@ def _loss_model(kind: str, num_classes: int | None, dtype: np.dtype, target_dtyp
 
     torch_dtype = torch.float64 if dtype == np.float64 else torch.float32
     out = torch.zeros(2, num_classes or 1, dtype=torch_dtype)
-    y = torch.zeros(2, dtype=torch.int64) if kind == "cross_entropy" else torch.zeros(2, num_classes or 1,
-                                                                                       dtype=target_dtype)
+    y = torch.zeros(2, dtype=torch.int64) if kind == "cross_entropy" else torch.zeros_like(out)
     buf = io.BytesIO()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -163,7 +166,7 @@ def make_trainable(model: Any, *, loss: str = "cross_entropy", num_classes: int 
 
         promoted = onnx.version_converter.convert_version(promoted, 13)
         opset = 13
-    loss_proto = _loss_model(loss, num_classes, dtype, np.float32, opset, promoted.ir_version)
+    loss_proto = _loss_model(loss, num_classes, dtype, opset, promoted.ir_version)
     merged = onnx.compose.merge_models(promoted, loss_proto, io_map=[(out_name, "out")],
                                        prefix2=_LOSS_PREFIX, outputs=[_LOSS_PREFIX + "loss", out_name])
     mg = merged.graph

@@ -98,3 +98,14 @@ def test_write_trained_replaces_initializers_atomically(cnn, tmp_path):
     old_bias = cnn.fc.bias.detach().numpy()
     np.testing.assert_allclose(after - before, (new_bias - old_bias)[None], atol=1e-5)
     assert [p.name for p in tmp_path.iterdir()] == ["trained.onnx"]  # no temp file left behind
+
+
+def test_mse_loss_for_a_regression_model():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(3, 5), nn.Tanh(), nn.Linear(5, 2)).eval()
+    graphs = make_trainable(to_onnx(model, torch.zeros(2, 3)), loss="mse", num_classes=2)
+    x, t = torch.randn(6, 3), torch.randn(6, 2)
+    (loss,) = ort.InferenceSession(graphs.single.SerializeToString()).run(
+        ["loss"], {"x": x.numpy(), "y": t.numpy(), **graphs.values})
+    with torch.no_grad():
+        assert float(loss) == pytest.approx(float(nn.functional.mse_loss(model(x), t)), abs=1e-6)
