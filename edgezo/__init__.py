@@ -10,7 +10,7 @@ The layers behind these names are described in docs/architecture.md.
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
+from ._version import __version__
 
 # public name -> "module:attribute" (resolved by edgezo.registry.resolve on first access)
 _PUBLIC = {

@@ -50,10 +50,7 @@ def _default_out(recipe: str) -> Path:
 
 
 def cmd_train(args) -> int:
-    from . import io
-    from .plots import plot_training
     from .recipes import DEFAULT_RECIPE, apply_overrides, build_trainer, get_recipe, parse_set, with_estimator
-    from .trainer import TrainingDiverged
 
     recipe = get_recipe(args.recipe or DEFAULT_RECIPE)
     overrides = parse_set(args.set or [])
@@ -70,6 +67,8 @@ def cmd_train(args) -> int:
     if not args.resume and (out / "checkpoint.pt").exists() and not args.force:
         raise CLIError(f"{out} already holds a run (checkpoint.pt); use --resume to continue it, "
                        "--force to start over, or another --out")
+    if args.onnx:
+        return _train_onnx(args, recipe, out)
     from . import distributed
     from .oracles.backends import oracle_factory
 
@@ -81,19 +80,48 @@ def cmd_train(args) -> int:
                             oracle_factory=session.wrap(oracle_factory(args.backend, recipe)))
     session.prepare(trainer)
     if session.is_main:
+        trainer.loggers = _loggers(args, recipe, out)
         print(f"edgezo: training {recipe.name} ({trainer.phases[0].estimator!r}, {trainer.oracle.dim} parameters, "
               f"{trainer.total_steps} steps{session.describe()}) -> {out}", file=sys.stderr)
+    metrics = _run(trainer, lambda: session.run(trainer, resume=args.resume), out, write=session.is_main)
+    if not session.is_main:  # rank 0 writes the outputs
+        return 0
+    _report(trainer, metrics, recipe, out)
+    return 0
+
+
+def _loggers(args, recipe, out: Path) -> list:
+    from .tracking import build_loggers, hparams_of
+
+    kinds = [k.strip() for item in (args.log or []) for k in item.split(",") if k.strip()]
+    return build_loggers(kinds, out, hparams=hparams_of(recipe.config), resume=args.resume)
+
+
+def _run(trainer, run, out: Path, *, write: bool = True) -> dict:
+    """``run()`` with the loggers finished and a diverged run's partial metrics written."""
+    from . import io
+    from .trainer import TrainingDiverged
+
     try:
-        metrics = session.run(trainer, resume=args.resume)
+        metrics = run()
     except TrainingDiverged as err:
-        if session.is_main:
+        if write:
             partial = trainer.metrics()
             partial.update(status="diverged", error=str(err))
             io.write_json(out / "metrics.json", partial)
+            for log in trainer.loggers:
+                log.finish(partial)
         raise
-    if not session.is_main:  # rank 0 writes the outputs
-        return 0
     metrics["status"] = "completed"
+    for log in trainer.loggers:
+        log.finish(metrics)
+    return metrics
+
+
+def _report(trainer, metrics: dict, recipe, out: Path) -> None:
+    from . import io
+    from .plots import plot_training
+
     io.write_json(out / "metrics.json", metrics)
     metric = trainer.primary_metric
     plot_training(trainer.state.losses, trainer.state.evals, out / "curves.png",
@@ -102,6 +130,24 @@ def cmd_train(args) -> int:
     shown = f"{metric} {value:.4f}" if isinstance(value, float) else f"{metric} {value}"
     print(f"{recipe.name}: {shown} · {metrics['estimator']} · {metrics['forward_passes']} forward passes · "
           f"{metrics['wall_s']:.1f} s · {metrics['peak_rss_mb']:.0f} MB peak · {out}")
+
+
+def _train_onnx(args, recipe, out: Path) -> int:
+    """``train --onnx MODEL``: the ONNX model in place of the recipe's, trained through ONNX Runtime."""
+    from .adapters.onnx_model import build_onnx_trainer, save_trained_onnx
+
+    if args.workers != 1 or args.backend not in ("torch", "onnxruntime") or args.device != "cpu":
+        raise CLIError("--onnx trains through ONNX Runtime on the CPU in one process; drop --workers, "
+                       "--backend and --device")
+    trainer, graphs = build_onnx_trainer(args.onnx, recipe, trainable=args.trainable, data_path=args.data,
+                                         out_dir=out, progress=not args.no_progress)
+    trainer.loggers = _loggers(args, recipe, out)
+    print(f"edgezo: training {args.onnx} ({len(graphs.names)} initializers, {trainer.oracle.dim} parameters) with "
+          f"{recipe.name}'s data and {trainer.phases[0].estimator!r}, {trainer.total_steps} steps -> {out}",
+          file=sys.stderr)
+    metrics = _run(trainer, lambda: trainer.run(resume=args.resume), out)
+    metrics["onnx_out"] = str(save_trained_onnx(trainer, graphs, args.onnx, out / "model.onnx"))
+    _report(trainer, metrics, recipe, out)
     return 0
 
 
@@ -157,7 +203,15 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--seed", type=int)
     train.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE",
                        help="override any recipe field, e.g. --set estimator.q=64")
-    train.add_argument("--no-progress", action="store_true", help="no progress bar")
+    train.add_argument("--no-progress", action="store_true", help="no progress bar (nor per-epoch lines)")
+    train.add_argument("--onnx", metavar="MODEL.onnx",
+                       help="train this ONNX classifier instead of the recipe's model (the recipe gives data, loss, "
+                            "estimator and schedule); writes OUT/model.onnx")
+    train.add_argument("--trainable", action="append", metavar="PATTERN",
+                       help="with --onnx: fnmatch pattern of the initializers to train (repeatable; default: every "
+                            "float weight except batch-norm statistics)")
+    train.add_argument("--log", action="append", metavar="tensorboard|csv",
+                       help="also log to TensorBoard (OUT/tensorboard) and/or CSV (OUT/steps.csv, OUT/evals.csv)")
     train.set_defaults(func=cmd_train)
 
     rec = sub.add_parser("recipes", help="list the recipes")

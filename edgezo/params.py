@@ -235,3 +235,27 @@ class ParamSpace:
     def __repr__(self) -> str:
         groups = ", ".join(f"{g.name}={g.numel}" for g in self.layout.groups)
         return f"ParamSpace(dim={self.dim}, groups=[{groups}])"
+
+
+def layout_from_shapes(shapes: Mapping[str, Sequence[int]], groups: GroupSpec = None) -> ParamLayout:
+    """The :class:`ParamLayout` of named tensors held outside torch (e.g. ONNX initializers).
+
+    ``shapes`` gives the parameters in order; ``groups`` is a :class:`ParamSpace`
+    group spec over those names. Flat order and offsets follow the same rules as
+    :class:`ParamSpace`.
+    """
+    names = list(shapes)
+    if not names:
+        raise ValueError("no parameters")
+    entries, infos, offset = [], [], 0
+    for gname, members in _assign_groups(names, None, groups).items():
+        start = offset
+        for n in members:
+            shape = tuple(int(d) for d in shapes[n])
+            numel = 1
+            for d in shape:
+                numel *= d
+            entries.append(ParamEntry(n, shape, offset, numel, gname))
+            offset += numel
+        infos.append(GroupInfo(gname, start, offset - start, tuple(members)))
+    return ParamLayout(tuple(entries), tuple(infos))

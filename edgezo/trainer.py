@@ -155,6 +155,7 @@ class Trainer:
         self.out_dir = Path(out_dir) if out_dir is not None else None
         self.primary_metric = primary_metric
         self.progress = progress
+        self.loggers: list = []  # edgezo.tracking loggers: on_step / on_eval / on_epoch / close
         self.info = dict(info or {})
         self.state = _State()
         self.optimizer: torch.optim.Optimizer | None = None
@@ -193,6 +194,12 @@ class Trainer:
         t = (step - start) / max(1, stop - start)
         floor = lr * self.config.min_lr_ratio
         return floor + (lr - floor) * 0.5 * (1 + math.cos(math.pi * t))
+
+    def current_lr(self, step: int) -> float:
+        """The learning rate the next update uses (the optimizer's, or seed-SGD's scheduled one)."""
+        if self.optimizer is not None:
+            return float(self.optimizer.param_groups[0]["lr"])
+        return self._seed_sgd_lr(step)
 
     def _apply(self, est: Estimate, step: int) -> None:
         if self.optimizer is None:
@@ -278,16 +285,25 @@ class Trainer:
         ckpt_every = cfg.checkpoint_every or spe
         started = time.perf_counter()
         wall_before = self.state.wall_s
-        bar = tqdm(total=self.total_steps, initial=self.state.step, disable=not self.progress, unit="step",
+        # a progress bar on a terminal; one line per epoch in a log file or CI (no redraws)
+        interactive = self.progress and sys.stderr.isatty()
+        loggers = list(self.loggers)
+        if self.progress and not interactive:
+            from .tracking import EpochLines
+
+            loggers.append(EpochLines(sys.stderr, cfg.epochs, spe, self.primary_metric))
+        bar = tqdm(total=self.total_steps, initial=self.state.step, disable=not interactive, unit="step",
                    dynamic_ncols=True, leave=False, file=sys.stderr)
         try:
             while self.state.step < self.total_steps:
+                t_step = time.perf_counter()
                 step = self.state.step
                 epoch, index = divmod(step, spe)
                 phase = self.phase_index(step)
                 if phase != self.state.phase:
                     self._enter_phase(phase)
                 batch = self.batches.get(epoch, index, step)
+                lr = self.current_lr(step)
                 est = self.phases[phase].estimator.estimate(self.oracle, batch, step=step, seed=cfg.seed)
                 if not est.is_finite():
                     where = f" (last good checkpoint: {self.checkpoint_path}, step {self._last_ckpt_step()})" \
@@ -299,16 +315,26 @@ class Trainer:
                 self.state.step = step + 1
                 self.state.losses.append((step, est.loss))
                 bar.update(1)
+                for log in loggers:
+                    log.on_step(step + 1, est.loss, lr=lr, seconds=time.perf_counter() - t_step,
+                                forward_passes=self.oracle.counters.forward_passes)
                 if self.state.step % eval_every == 0 or self.state.step == self.total_steps:
                     rec = self._evaluate(self.state.step)
                     shown = {k: f"{v:.4g}" for k, v in rec.items() if k == self.primary_metric}
                     bar.set_postfix(loss=f"{est.loss:.4f}", **shown)
+                    for log in loggers:
+                        log.on_eval(self.state.step, rec)
+                if self.state.step % spe == 0 or self.state.step == self.total_steps:
+                    for log in loggers:
+                        log.on_epoch(self.state.step / spe, self.state.step)
                 if self.checkpoint_path is not None and (
                         self.state.step % ckpt_every == 0 or self.state.step == self.total_steps):
                     self.state.wall_s = wall_before + time.perf_counter() - started
                     self.save_checkpoint()
         finally:
             bar.close()
+            for log in self.loggers:
+                log.flush()
         self.state.wall_s = wall_before + time.perf_counter() - started
         return self.metrics()
 

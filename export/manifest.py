@@ -17,7 +17,8 @@ from edgezo import __version__, io
 
 from .onnx import OnnxExport
 
-__all__ = ["MANIFEST_NAME", "MANIFEST_FORMAT", "build_manifest", "write_manifest", "read_manifest"]
+__all__ = ["MANIFEST_NAME", "MANIFEST_FORMAT", "build_manifest", "inference_manifest", "write_manifest",
+           "read_manifest"]
 
 MANIFEST_NAME = "manifest.json"
 MANIFEST_FORMAT = "edgezo-export/1"
@@ -83,6 +84,26 @@ def build_manifest(export: OnnxExport, *, profile=None, files: Sequence[dict] = 
     if extra:
         manifest.update(extra)
     return manifest
+
+
+def inference_manifest(layout, *, loss: str, inference: dict, reason: str, profile=None, files: Sequence[dict] = (),
+                       recipe: str | None = None, memory: dict | None = None) -> dict[str, Any]:
+    """The manifest of an export whose training graph could not be written (only the inference model).
+
+    ``layout`` is the engine's :class:`~edgezo.params.ParamLayout` of the trained
+    parameters; ``inference`` the record of ``model_inference.onnx``; ``reason``
+    why no training graph (``model.onnx``) was exported.
+    """
+    params = [{"name": e.name, "torch_name": e.name, "shape": list(e.shape), "offset": e.offset, "numel": e.numel,
+               "group": e.group} for e in layout.entries]
+    return {
+        "format": MANIFEST_FORMAT, "edgezo_version": __version__, "recipe": recipe, "parameters": params,
+        "dim": layout.dim, "groups": [{"name": g.name, "offset": g.offset, "numel": g.numel} for g in layout.groups],
+        "inputs": inference["inputs"], "outputs": inference["outputs"],
+        "loss": {"name": loss, "form": _LOSS_FORMS.get(loss)}, "onnx": None, "stacked": None,
+        "training_graph": {"exported": False, "reason": reason}, "inference": inference,
+        "target": None if profile is None else profile.to_dict(), "memory": memory, "files": list(files),
+    }
 
 
 def write_manifest(out_dir: str | Path, manifest: dict[str, Any]) -> Path:

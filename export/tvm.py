@@ -164,6 +164,8 @@ def write_tvm_artifacts(export: OnnxExport, out_dir: str | Path, *, profile, bat
 
 def readme_text(manifest: dict, records: list[dict], *, tvm_note: str | None = None) -> str:
     """README.md of an artifact directory: each file and the runtime it needs."""
+    if manifest.get("onnx") is None:
+        return _inference_only_readme(manifest, tvm_note)
     target = manifest.get("target") or {}
     b = manifest.get("batch_size")
     params = ", ".join(f"{p['name']} {tuple(p['shape'])}" for p in manifest["parameters"])
@@ -185,6 +187,8 @@ def readme_text(manifest: dict, records: list[dict], *, tvm_note: str | None = N
         "| model.onnx | forward + loss, one parameter point, dynamic batch | any ONNX runtime with opset "
         f"{manifest['onnx']['opset']} (e.g. onnxruntime >= 1.17: an InferenceSession; no training package) |",
     ]
+    if manifest.get("inference"):
+        lines.append(_inference_row(manifest["inference"]))
     if manifest.get("stacked"):
         lines.append("| model_stacked.onnx | the same with a leading axis q on every parameter input (q points "
                      "per run) | the same ONNX runtime |")
@@ -220,4 +224,23 @@ def readme_text(manifest: dict, records: list[dict], *, tvm_note: str | None = N
     if mem:
         lines += [f"Memory estimate of one ZO training step on {mem['profile']}: {mem['total']:,} of "
                   f"{mem['budget']:,} bytes of SRAM ({'fits' if mem['fits'] else 'does NOT fit'}).", ""]
+    return "\n".join(lines)
+
+
+def _inference_row(record: dict) -> str:
+    folded = ", batch norm folded" if record.get("batch_norms_folded") else ""
+    return (f"| {record['file']} | the deployable model: {record['runtime'].split(': ', 1)[-1]}, trained weights as "
+            f"initializers{folded} (matches torch to {record['max_abs_diff_vs_torch']:.1e}) | "
+            "any ONNX runtime (`edgezo serve model --onnx`, `edgezo robustify --onnx`) |")
+
+
+def _inference_only_readme(manifest: dict, tvm_note: str | None) -> str:
+    target = manifest.get("target") or {}
+    lines = [f"# edgezo export — {manifest.get('recipe') or 'model'} for {target.get('name', 'host')}", "",
+             f"Exported by edgezo {manifest['edgezo_version']}.", "",
+             "| file | what | runtime it needs |", "|------|------|------------------|",
+             _inference_row(manifest["inference"]),
+             "| manifest.json | parameter names, shapes, flat offsets, loss, target profile | any JSON reader |", ""]
+    if tvm_note:
+        lines += [tvm_note, ""]
     return "\n".join(lines)

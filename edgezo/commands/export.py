@@ -3,7 +3,10 @@
     edgezo export [--recipe NAME|FILE] [--checkpoint RUN_DIR|checkpoint.pt] [--target PROFILE]
                   --out DIR [--batch-size N] [--set SECTION.KEY=VALUE] [--no-tvm]
 
-Writes ``DIR/model.onnx`` (forward + loss, parameters as inputs), ``model_stacked.onnx``
+Writes ``DIR/model_inference.onnx`` (the deployable model: x → logits, or → u for a
+PINN; trained weights as initializers, batch norm folded — ``edgezo.export.inference``),
+and, where the model traces with its parameters as inputs, ``DIR/model.onnx``
+(forward + loss, parameters as inputs), ``model_stacked.onnx``
 (a leading perturbation axis), ``manifest.json``, ``README.md`` and — when
 Apache TVM is installed — the kernels as C source and, for a profile with a
 cross triple (``cortex-m4-256k``), an object file for that CPU.
@@ -15,12 +18,15 @@ refuses a model that does not fit, printing the breakdown and what to shrink.
 
 from __future__ import annotations
 
+import copy
 import sys
 from pathlib import Path
 
 from . import CLIError
 
 DEFAULT_TARGET = "host-cpu"
+TASKS = ("classification", "deepzero", "pinn")
+CALIBRATION_SAMPLES = 4096
 
 
 def register(subparsers) -> None:
@@ -34,6 +40,9 @@ def register(subparsers) -> None:
     p.add_argument("--data", help="data path for recipes that need one (MNIST, CIFAR-10)")
     p.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE", help="override a recipe field")
     p.add_argument("--no-tvm", action="store_true", help="write the ONNX artifacts only")
+    p.add_argument("--calibration-samples", type=int, default=CALIBRATION_SAMPLES,
+                   help="training samples for the population batch-norm statistics of DeepZero CNNs "
+                        f"(default {CALIBRATION_SAMPLES})")
     p.set_defaults(func=cmd_export)
 
 
@@ -112,64 +121,140 @@ def _load_checkpoint(path: str, model, groups):
     return p
 
 
-def cmd_export(args) -> int:
+def _task_model(recipe, args, config, batch_size: int) -> dict:
+    """The recipe's model (trained weights loaded) and the data its exports need, per task."""
+    import torch
+
+    from ..data import load_dataset
+    from ..models import build_model
+
+    if recipe.task not in TASKS:
+        raise CLIError(f"edgezo export handles {', '.join(TASKS)} recipes; {recipe.name} has task {recipe.task!r}")
+    torch.manual_seed(config.seed)
+    groups = recipe.config.get("groups")
+    if recipe.task == "pinn":
+        from ..adapters.pinn.task import CollocationBatches, build_pinn_model, test_points
+
+        model, opts = build_pinn_model(recipe)
+        x, y = CollocationBatches(model.pde, batch_size, config.seed).get(0, 0, 0)
+        check_x = test_points(model.pde, min(1000, int(opts["test_points"])), int(opts["test_seed"]))
+        task = {"model": model, "example": (x, y), "loss": "mse", "calibration": None, "check_x": check_x,
+                "check_y": None, "input_shape": tuple(x.shape[1:]),
+                # one loss evaluation runs the inner network on every Stein node of every collocation point
+                "memory_model": copy.deepcopy(model.net).float(),
+                "memory_batch": batch_size * model.stein.evaluations_per_point}
+    else:
+        data_spec = recipe.section("data")
+        data = load_dataset(data_spec.pop("name", "digits"), args.data or data_spec.pop("path", None), **data_spec)
+        model = build_model(recipe.section("model")).cpu()
+        task = {"model": model, "example": (data.x_train[:batch_size], data.y_train[:batch_size]),
+                "loss": recipe.config.get("loss", "cross_entropy"),
+                "calibration": data.x_train[: args.calibration_samples], "check_x": data.x_test,
+                "check_y": data.y_test, "input_shape": data.input_shape}
+    task["source"] = _load_checkpoint(args.checkpoint, task["model"], groups) if args.checkpoint else None
+    return task
+
+
+def _write_inference(out: Path, task: dict) -> dict:
+    """``model_inference.onnx`` and its record, checked against the torch reference on held-out inputs."""
+    import numpy as np
+    import onnxruntime as ort
     import torch
 
     from .. import io
-    from ..data import load_dataset
-    from ..models import build_model
-    from ..recipes import DEFAULT_RECIPE, apply_overrides, get_recipe, parse_set, train_config
-    from ..export.manifest import build_manifest, write_manifest
+    from ..export.inference import INFERENCE_FILE, export_inference
+
+    exp = export_inference(task["model"], task["example"][0][:2], calibration=task["calibration"])
+    io.write_bytes(out / INFERENCE_FILE, exp.model_bytes())
+    x = task["check_x"]
+    got = ort.InferenceSession(str(out / INFERENCE_FILE)).run(None, {"x": x.numpy()})[0]
+    with torch.no_grad():
+        ref = exp.reference(x).numpy()
+    dtype = str(x.dtype).replace("torch.", "")
+    record = {"file": INFERENCE_FILE, "kind": "onnx-inference", "output": exp.output_name,
+              "runtime": f"any ONNX runtime: x (batch, {', '.join(map(str, exp.input_shape))}) -> {exp.output_name}",
+              "inputs": [{"name": "x", "shape": ["batch", *exp.input_shape], "dtype": dtype}],
+              "outputs": [{"name": exp.output_name, "shape": ["batch", *got.shape[1:]], "dtype": dtype}],
+              "max_abs_diff_vs_torch": float(np.abs(got - ref).max()), "checked_on": int(x.shape[0]), **exp.info}
+    if task["check_y"] is not None:
+        y = task["check_y"].numpy()
+        record["test_accuracy"] = float((got.argmax(-1) == y).mean())
+        if exp.info["batch_norms_folded"]:  # the trained network itself normalizes with the test batch's statistics
+            with torch.no_grad():
+                own = task["model"].eval()(x).argmax(-1).numpy()
+            record["test_accuracy_batch_statistics"] = float((own == y).mean())
+    return record
+
+
+def _training_graph(task: dict, groups):
+    """The training export (parameters as inputs), or ``(None, reason)`` when the model does not trace."""
     from ..export.onnx import export_onnx
+
+    try:
+        return export_onnx(task["model"], task["example"], loss=task["loss"], groups=groups), None
+    except ValueError as err:
+        return None, str(err)
+
+
+def cmd_export(args) -> int:
+    from .. import io
+    from ..export.manifest import build_manifest, inference_manifest, write_manifest
     from ..export.parameters import write_parameters
     from ..export.tvm import readme_text, tvm_available, write_tvm_artifacts, TVM_INSTALL_HINT
+    from ..params import ParamSpace
+    from ..recipes import DEFAULT_RECIPE, apply_overrides, get_recipe, parse_set, train_config
     from ..targets.profile import load_profile
 
     recipe = apply_overrides(get_recipe(args.recipe or DEFAULT_RECIPE), parse_set(args.set or []))
-    if recipe.task != "classification":
-        raise CLIError(f"edgezo export handles classification recipes; {recipe.name} has task {recipe.task!r}")
     profile = load_profile(args.target)
     config = train_config(recipe)
     batch_size = int(args.batch_size or config.batch_size)
     if batch_size < 1:
         raise CLIError(f"--batch-size must be positive, got {batch_size}")
-
-    data_spec = recipe.section("data")
-    data = load_dataset(data_spec.pop("name", "digits"), args.data or data_spec.pop("path", None), **data_spec)
-    torch.manual_seed(config.seed)
-    model = build_model(recipe.section("model")).cpu()
-    groups = recipe.config.get("groups")
-    source = _load_checkpoint(args.checkpoint, model, groups) if args.checkpoint else None
-
-    breakdown = memory_check(model, profile, input_shape=data.input_shape, batch_size=batch_size, recipe=recipe)
+    task = _task_model(recipe, args, config, batch_size)
+    model, groups = task["model"], recipe.config.get("groups")
+    breakdown = memory_check(task.get("memory_model", model), profile, input_shape=task["input_shape"],
+                             batch_size=task.get("memory_batch", batch_size), recipe=recipe)
 
     out = Path(args.out)
-    example = (data.x_train[:batch_size], data.y_train[:batch_size])
-    exported = export_onnx(model, example, loss=recipe.config.get("loss", "cross_entropy"), groups=groups)
-    paths = exported.save(out)
-    files = [{"file": p.name, "kind": "onnx", "runtime": "ONNX Runtime (InferenceSession) or any ONNX runtime"}
-             for p in paths.values()]
-    files += write_parameters(out, exported, model)
+    exported, reason = _training_graph(task, groups)
+    inference = _write_inference(out, task)
+    files = [{k: inference[k] for k in ("file", "kind", "runtime")}]
     records: list[dict] = []
     tvm_note = None
-    if args.no_tvm:
-        tvm_note = "TVM artifacts were not requested (--no-tvm)."
-    elif not tvm_available():
-        tvm_note = (f"TVM artifacts (C source, {profile.cpu or 'cross'} object) were skipped: Apache TVM is not "
-                    f"installed. Install it with: {TVM_INSTALL_HINT}")
+    if exported is None:
+        tvm_note = f"No training graph (model.onnx) or TVM artifacts: {reason}"
         print(f"edgezo: note: {tvm_note}", file=sys.stderr)
+        manifest = inference_manifest(ParamSpace(model, groups).layout, loss=task["loss"], inference=inference,
+                                      reason=reason, profile=profile, files=files, recipe=recipe.name,
+                                      memory=breakdown.as_dict())
     else:
-        records = write_tvm_artifacts(exported, out, profile=profile, batch_size=batch_size)
-    manifest = build_manifest(exported, profile=profile, files=files + records, recipe=recipe.name,
-                              batch_size=batch_size, memory=breakdown.as_dict(),
-                              extra={"checkpoint": str(source) if source else None})
+        paths = exported.save(out)
+        files += [{"file": p.name, "kind": "onnx", "runtime": "ONNX Runtime (InferenceSession) or any ONNX runtime"}
+                  for p in paths.values()]
+        files += write_parameters(out, exported, model)
+        if args.no_tvm:
+            tvm_note = "TVM artifacts were not requested (--no-tvm)."
+        elif not tvm_available():
+            tvm_note = (f"TVM artifacts (C source, {profile.cpu or 'cross'} object) were skipped: Apache TVM is not "
+                        f"installed. Install it with: {TVM_INSTALL_HINT}")
+            print(f"edgezo: note: {tvm_note}", file=sys.stderr)
+        else:
+            records = write_tvm_artifacts(exported, out, profile=profile, batch_size=batch_size)
+        manifest = build_manifest(exported, profile=profile, files=files + records, recipe=recipe.name,
+                                  batch_size=batch_size, memory=breakdown.as_dict(),
+                                  extra={"checkpoint": str(task["source"]) if task["source"] else None,
+                                         "inference": inference})
     write_manifest(out, manifest)
     io.write_text(out / "README.md", readme_text(manifest, records, tvm_note=tvm_note))
-    io.write_json(out / "metrics.json", {"recipe": recipe.name, "target": profile.name, "params": exported.layout.dim,
+    names = sorted([f["file"] for f in files + records] + ["manifest.json", "README.md"])
+    io.write_json(out / "metrics.json", {"recipe": recipe.name, "target": profile.name, "params": manifest["dim"],
                                          "memory_total": breakdown.total, "memory_budget": breakdown.budget,
-                                         "fits": breakdown.fits, "files": sorted(
-                                             [f["file"] for f in files + records] + ["manifest.json", "README.md"])})
+                                         "fits": breakdown.fits, "files": names,
+                                         "inference": {k: v for k, v in inference.items()
+                                                       if k not in ("inputs", "outputs", "runtime")}})
     print(breakdown.format_table())
-    written = ", ".join([f["file"] for f in files + records] + ["manifest.json", "README.md"])
-    print(f"{recipe.name}: exported for {profile.name} ({exported.layout.dim:,} parameters) -> {out}: {written}")
+    shown = f", test_accuracy {inference['test_accuracy']:.4f}" if "test_accuracy" in inference else ""
+    print(f"{recipe.name}: exported for {profile.name} ({manifest['dim']:,} parameters) -> {out}: {', '.join(names)}; "
+          f"{inference['file']} matches torch to {inference['max_abs_diff_vs_torch']:.1e}{shown}")
     return 0

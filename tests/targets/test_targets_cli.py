@@ -47,7 +47,7 @@ def test_export_of_a_model_that_fits_writes_the_onnx_artifacts(tmp_path, capsys)
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["memory"]["fits"] and manifest["memory"]["profile"] == "cortex-m4-256k"
     assert {f["file"] for f in manifest["files"]} == {"model.onnx", "model_stacked.onnx", "params.bin",
-                                                      "model_params.h"}
+                                                      "model_params.h", "model_inference.onnx"}
     assert json.loads((out / "metrics.json").read_text())["fits"] is True
 
 
