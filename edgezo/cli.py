@@ -134,7 +134,7 @@ def _report(trainer, metrics: dict, recipe, out: Path) -> None:
 
 def _train_onnx(args, recipe, out: Path) -> int:
     """``train --onnx MODEL``: the ONNX model in place of the recipe's, trained through ONNX Runtime."""
-    from .adapters.onnx_model import build_onnx_trainer, save_trained_onnx
+    from .export.onnx_model import build_onnx_trainer, save_trained_onnx
 
     if args.workers != 1 or args.backend not in ("torch", "onnxruntime") or args.device != "cpu":
         raise CLIError("--onnx trains through ONNX Runtime on the CPU in one process; drop --workers, "

@@ -1,6 +1,5 @@
 """edgezo train --onnx: an ONNX classifier built with torch.onnx trains through ONNX Runtime and is written back."""
 
-import io
 import json
 import warnings
 
@@ -10,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-from edgezo.adapters.onnx_model import build_onnx_trainer, train_onnx
+from edgezo.export.onnx_model import build_onnx_trainer, train_onnx
 from edgezo.cli import main
 from edgezo.recipes import apply_overrides, get_recipe
 
