@@ -17,6 +17,8 @@ import sys
 import time
 from pathlib import Path
 
+from .errors import ConfigError, EdgezoError
+
 # Sub-commands that live in edgezo/commands/ (the CLI layer may import every folder).
 EXTRA_COMMANDS: dict[str, str] = {
     "export": "edgezo.commands.export:register",
@@ -27,18 +29,13 @@ EXTRA_COMMANDS: dict[str, str] = {
 }
 
 
-class CLIError(Exception):
-    """A user error: printed as ``edgezo: error: ...`` with exit status 2."""
+class CLIError(ConfigError):
+    """A bad command-line option: printed as ``edgezo: error: ...`` with exit status 2."""
 
 
 def _known_errors() -> tuple[type[BaseException], ...]:
-    from .data import DataError
-    from .oracle import OracleError
-    from .recipes import RecipeError
-    from .trainer import ResumeError, TrainingDiverged
-
-    return (CLIError, DataError, RecipeError, ResumeError, TrainingDiverged, OracleError, ValueError,
-            FileNotFoundError, ImportError)
+    """The errors the CLI prints as one line: every :class:`~edgezo.errors.EdgezoError` (nothing else)."""
+    return (EdgezoError,)
 
 
 def _default_out(recipe: str) -> Path:
@@ -208,9 +205,14 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("edgezo: interrupted; the last checkpoint (if any) is intact — continue with --resume", file=sys.stderr)
         return 130
-    except _known_errors() as err:
-        print(f"edgezo: error: {err}", file=sys.stderr)
+    except EdgezoError as err:  # a user error: one line; anything else is a bug and keeps its traceback
+        print(f"edgezo: error: {one_line(err)}", file=sys.stderr)
         return 2
+
+
+def one_line(err: BaseException) -> str:
+    """The error's message on one line (a multi-line message joined with ' · ')."""
+    return " · ".join(part.strip() for part in str(err).splitlines() if part.strip()) or type(err).__name__
 
 
 if __name__ == "__main__":

@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import Tensor
+from edgezo.errors import ConfigError, EdgezoError
 
 __all__ = [
     "DataError",
@@ -51,7 +52,7 @@ _MNIST_URLS = (
 _CIFAR_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 
 
-class DataError(ValueError):
+class DataError(EdgezoError, ValueError):
     """A dataset is missing, misnamed or malformed; the message says what to do."""
 
 
@@ -553,9 +554,9 @@ def batches(
     """
     n = x.shape[0]
     if y.shape[0] != n:
-        raise ValueError(f"x has {n} samples but y has {y.shape[0]}")
+        raise ConfigError(f"x has {n} samples but y has {y.shape[0]}")
     if int(batch_size) != batch_size or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+        raise ConfigError(f"batch_size must be a positive integer, got {batch_size!r}")
     batch_size = int(batch_size)
     if order is not None:
         if generator is not None:

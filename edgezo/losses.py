@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from edgezo.errors import ConfigError
 
 
 def cross_entropy(outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -37,4 +38,4 @@ def get_loss(name: str):
     try:
         return LOSSES[name]
     except KeyError:
-        raise ValueError(f"unknown loss {name!r}; known: {', '.join(LOSSES)}") from None
+        raise ConfigError(f"unknown loss {name!r}; known: {', '.join(LOSSES)}") from None

@@ -18,6 +18,7 @@ import torch
 
 from .estimators.base import Estimate
 from .oracle import Oracle
+from edgezo.errors import ConfigError
 
 
 class SignSGD(torch.optim.Optimizer):
@@ -25,9 +26,9 @@ class SignSGD(torch.optim.Optimizer):
 
     def __init__(self, params: Iterable[torch.Tensor], lr: float = 1e-3, momentum: float = 0.0):
         if lr <= 0:
-            raise ValueError(f"lr must be > 0, got {lr}")
+            raise ConfigError(f"lr must be > 0, got {lr}")
         if not 0.0 <= momentum < 1.0:
-            raise ValueError(f"momentum must be in [0, 1), got {momentum}")
+            raise ConfigError(f"momentum must be in [0, 1), got {momentum}")
         super().__init__(params, dict(lr=lr, momentum=momentum))
 
     @torch.no_grad()
@@ -63,7 +64,7 @@ def build_optimizer(params: list[torch.Tensor] | None, spec: dict[str, Any]) -> 
     if kind == "seed-sgd":
         return None
     if params is None:
-        raise ValueError(f"optimizer {kind!r} needs host parameters")
+        raise ConfigError(f"optimizer {kind!r} needs host parameters")
     try:
         if kind == "sgd":
             return torch.optim.SGD(params, **spec)
@@ -78,5 +79,5 @@ def build_optimizer(params: list[torch.Tensor] | None, spec: dict[str, Any]) -> 
         if kind == "sign-sgd":
             return SignSGD(params, **spec)
     except TypeError as err:
-        raise ValueError(f"bad options for optimizer {kind!r}: {err}") from None
-    raise ValueError(f"unknown optimizer {kind!r}; available: {', '.join(OPTIMIZERS)}")
+        raise ConfigError(f"bad options for optimizer {kind!r}: {err}") from None
+    raise ConfigError(f"unknown optimizer {kind!r}; available: {', '.join(OPTIMIZERS)}")

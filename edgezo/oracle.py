@@ -25,6 +25,7 @@ from typing import Any, Sequence
 import torch
 
 from .params import ParamLayout
+from edgezo.errors import EdgezoError
 
 UINT32 = 2**32
 
@@ -98,7 +99,7 @@ class Counters:
         return {"forward_passes": self.forward_passes, "samples_forwarded": self.samples_forwarded}
 
 
-class OracleError(RuntimeError):
+class OracleError(EdgezoError, RuntimeError):
     """An oracle cannot do what was asked (e.g. autograd on a black box)."""
 
 

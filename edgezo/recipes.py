@@ -27,6 +27,7 @@ import importlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
+from edgezo.errors import ConfigError
 
 try:
     import tomllib
@@ -43,7 +44,7 @@ TASKS: dict[str, str] = {
 }
 
 
-class RecipeError(ValueError):
+class RecipeError(ConfigError):
     """A recipe file or an override is malformed."""
 
 

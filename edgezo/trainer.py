@@ -28,16 +28,17 @@ from . import io
 from .estimators.base import Estimate, Estimator
 from .optim import build_optimizer, seed_sgd_step
 from .oracle import Batch, Oracle
+from edgezo.errors import CheckpointError, EdgezoError
 
 CHECKPOINT_NAME = "checkpoint.pt"
 CHECKPOINT_VERSION = 1
 
 
-class TrainingDiverged(RuntimeError):
+class TrainingDiverged(EdgezoError, RuntimeError):
     """The loss or the gradient estimate became NaN or infinite."""
 
 
-class ResumeError(ValueError):
+class ResumeError(CheckpointError):
     """A checkpoint cannot continue this run."""
 
 

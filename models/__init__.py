@@ -9,6 +9,7 @@ from typing import Any, Callable
 import torch
 
 from .mlp import MLP
+from edgezo.errors import ConfigError
 
 _BUILDERS: dict[str, Callable[..., torch.nn.Module] | str] = {}
 
@@ -41,11 +42,11 @@ def build_model(spec: dict[str, Any]) -> torch.nn.Module:
     spec = dict(spec)
     kind = spec.pop("kind", None)
     if kind not in _BUILDERS:
-        raise ValueError(f"unknown model kind {kind!r}; available: {', '.join(available_models())}")
+        raise ConfigError(f"unknown model kind {kind!r}; available: {', '.join(available_models())}")
     try:
         return _resolve(kind)(**spec)
     except TypeError as err:
-        raise ValueError(f"bad options for model {kind!r}: {err}") from None
+        raise ConfigError(f"bad options for model {kind!r}: {err}") from None
 
 
 register_model("mlp", MLP)

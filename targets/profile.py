@@ -44,6 +44,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping, Sequence, Union
+from edgezo.errors import ConfigError, EdgezoError
 
 try:
     import tomllib
@@ -385,12 +386,12 @@ def _load_file(path: Path, *, expect_name: str | None = None) -> TargetProfile:
         with open(path, "rb") as fh:
             data = tomllib.load(fh)
     except FileNotFoundError:
-        raise ValueError(f"target profile file not found: {src}") from None
+        raise ConfigError(f"target profile file not found: {src}") from None
     except tomllib.TOMLDecodeError as exc:
-        raise ValueError(f"{src}: invalid TOML: {exc}") from exc
+        raise ConfigError(f"{src}: invalid TOML: {exc}") from exc
     prof = TargetProfile.from_dict(data, source=src)
     if expect_name is not None and prof.name != expect_name:
-        raise ValueError(
+        raise ConfigError(
             f"{src}: field 'name': {prof.name!r} does not match the file name {expect_name!r}"
         )
     return prof
@@ -416,7 +417,7 @@ def load_profile(name_or_path: ProfileLike) -> TargetProfile:
         return _load_file(Path(s))
     files = _shipped_files()
     if s not in files:
-        raise ValueError(f"unknown target profile {s!r}; known profiles: {', '.join(files) or '(none)'}")
+        raise ConfigError(f"unknown target profile {s!r}; known profiles: {', '.join(files) or '(none)'}")
     return _load_file(files[s], expect_name=s)
 
 
@@ -580,7 +581,7 @@ class MemoryBreakdown:
         return out
 
 
-class BudgetError(ValueError):
+class BudgetError(EdgezoError, ValueError):
     """A training step does not fit the target's SRAM; carries the breakdown."""
 
     def __init__(self, message: str, breakdown: MemoryBreakdown):
@@ -699,14 +700,14 @@ def memory_breakdown(
 
     prof = load_profile(profile)
     if estimator not in ESTIMATORS:
-        raise ValueError(f"unknown estimator {estimator!r}; known: {', '.join(ESTIMATORS)}")
+        raise ConfigError(f"unknown estimator {estimator!r}; known: {', '.join(ESTIMATORS)}")
     if optimizer not in OPTIMIZERS:
-        raise ValueError(f"unknown optimizer {optimizer!r}; known: {', '.join(OPTIMIZERS)}")
+        raise ConfigError(f"unknown optimizer {optimizer!r}; known: {', '.join(OPTIMIZERS)}")
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+        raise ConfigError(f"batch_size must be a positive integer, got {batch_size!r}")
     q = queries_per_step
     if isinstance(q, bool) or not isinstance(q, int) or q < 1:
-        raise ValueError(f"queries_per_step must be a positive integer, got {q!r}")
+        raise ConfigError(f"queries_per_step must be a positive integer, got {q!r}")
 
     if isinstance(input_shape, int):
         input_shape = (input_shape,)

@@ -34,6 +34,7 @@ import zlib
 import numpy as np
 
 from edgezo.directions import directions
+from edgezo.errors import DeviceError
 from edgezo.host import protocol as P
 
 from .profile import load_profile
@@ -79,12 +80,6 @@ def cross_entropy(logits: np.ndarray, labels: np.ndarray) -> float:
     z = z - z.max(axis=1, keepdims=True)
     lse = np.log(np.exp(z).sum(axis=1))
     return float(np.mean(lse - z[np.arange(len(labels)), labels]))
-
-
-class DeviceError(Exception):
-    def __init__(self, code: int, detail: str):
-        super().__init__(detail)
-        self.code = code
 
 
 class DeviceState:

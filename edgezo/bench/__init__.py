@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 
 from .. import __version__, io
+from edgezo.errors import ConfigError
 
 BENCHMARKS: dict[str, str] = {
     "estimators": "edgezo.bench.estimators",
@@ -40,7 +41,7 @@ def available() -> list[str]:
 
 def load(name: str):
     if name not in available():
-        raise ValueError(f"unknown benchmark {name!r}; available: {', '.join(available())}")
+        raise ConfigError(f"unknown benchmark {name!r}; available: {', '.join(available())}")
     return importlib.import_module(BENCHMARKS[name])
 
 

@@ -27,6 +27,7 @@ import torch
 from ..losses import LOSSES
 from ..oracle import OracleError
 from ..oracles.torch_oracle import TorchOracle
+from edgezo.errors import ConfigError
 
 __all__ = ["onnxruntime_factory", "tvm_factory", "int8_factory", "photonic_factory", "SimulatedOracle",
            "graph_oracle", "simulated_oracle"]
@@ -38,7 +39,7 @@ def _loss_name(loss_fn, recipe=None) -> str:
             return name
     if recipe is not None:
         return recipe.config.get("loss", "cross_entropy")
-    raise ValueError(f"cannot export the loss function {getattr(loss_fn, '__name__', loss_fn)!r}; "
+    raise ConfigError(f"cannot export the loss function {getattr(loss_fn, '__name__', loss_fn)!r}; "
                      f"exportable losses: {', '.join(LOSSES)}")
 
 
@@ -59,7 +60,7 @@ def graph_oracle(backend: str, model: torch.nn.Module, loss_fn, *, groups=None, 
     from ..export.onnx import export_onnx
 
     if example_batch is None:
-        raise ValueError(f"the {backend} backend needs an example batch to export the model")
+        raise ConfigError(f"the {backend} backend needs an example batch to export the model")
     if backend == "tvm":  # fail before exporting when the extra is missing
         from ..oracles.tvm import import_tvm
 

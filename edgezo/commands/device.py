@@ -16,6 +16,7 @@ from __future__ import annotations
 import sys
 import time
 from pathlib import Path
+from edgezo.errors import ConfigError
 
 
 def register(subparsers) -> None:
@@ -52,12 +53,12 @@ def check_device_recipe(recipe) -> None:
         est = ph.estimator
         kind = getattr(est, "name", type(est).__name__).lower()
         if "rge" not in kind:
-            raise ValueError(f"recipe {recipe.name}: phase {ph.name!r} uses the {kind} estimator; a device answers "
+            raise ConfigError(f"recipe {recipe.name}: phase {ph.name!r} uses the {kind} estimator; a device answers "
                              "seed queries only: use estimator.kind = \"rge\" (e.g. --set estimator.kind=rge)")
         if getattr(est, "direction", "rademacher") not in ("rademacher", "gaussian"):
-            raise ValueError(f"recipe {recipe.name}: the device generates rademacher or gaussian directions")
+            raise ConfigError(f"recipe {recipe.name}: the device generates rademacher or gaussian directions")
         if ph.optimizer.get("kind") != "seed-sgd":
-            raise ValueError(f"recipe {recipe.name}: phase {ph.name!r} uses the {ph.optimizer.get('kind')} "
+            raise ConfigError(f"recipe {recipe.name}: phase {ph.name!r} uses the {ph.optimizer.get('kind')} "
                              "optimizer; a device keeps no optimizer state: use --set optimizer.kind=seed-sgd")
 
 

@@ -17,9 +17,10 @@ import sys
 import threading
 import time
 from pathlib import Path
+from edgezo.errors import ConfigError
 
 
-class RobustifyCLIError(ValueError):
+class RobustifyCLIError(ConfigError):
     """Bad options for ``edgezo robustify``."""
 
 

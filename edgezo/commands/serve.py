@@ -14,16 +14,17 @@ Both services bind 127.0.0.1 unless ``--host`` says otherwise.
 from __future__ import annotations
 
 import importlib.util
+from edgezo.errors import ConfigError, MissingDependency
 
 
-class ServeError(ValueError):
+class ServeError(ConfigError):
     """Bad options for a service (printed as ``edgezo: error: ...``)."""
 
 
 def _need_serve_extra() -> None:
     missing = [m for m in ("fastapi", "uvicorn", "httpx") if importlib.util.find_spec(m) is None]
     if missing:
-        raise ImportError(f"edgezo serve needs {', '.join(missing)}: pip install 'edgezo[serve]'")
+        raise MissingDependency(f"edgezo serve needs {', '.join(missing)}: pip install 'edgezo[serve]'")
 
 
 def cmd_serve_model(args) -> int:

@@ -19,6 +19,7 @@ from .base import Estimate, Estimator, step_seeds
 from .cge import CGE
 from .fo import FirstOrder
 from .rge import RGE
+from edgezo.errors import ConfigError
 
 _REGISTRY: dict[str, Callable[..., Estimator] | str] = {}
 
@@ -43,7 +44,7 @@ def build_estimator(spec: dict[str, Any] | str) -> Estimator:
     spec = {"kind": spec} if isinstance(spec, str) else dict(spec)
     kind = spec.pop("kind", None)
     if kind not in _REGISTRY:
-        raise ValueError(f"unknown estimator {kind!r}; available: {', '.join(available())}")
+        raise ConfigError(f"unknown estimator {kind!r}; available: {', '.join(available())}")
     factory = _REGISTRY[kind]
     if isinstance(factory, str):
         module, attr = factory.split(":")
@@ -51,7 +52,7 @@ def build_estimator(spec: dict[str, Any] | str) -> Estimator:
     try:
         return factory(**spec)
     except TypeError as err:
-        raise ValueError(f"bad options for estimator {kind!r}: {err}") from None
+        raise ConfigError(f"bad options for estimator {kind!r}: {err}") from None
 
 
 register("rge", RGE)

@@ -30,6 +30,7 @@ import torch
 
 from ..params import ParamLayout
 from .onnxruntime import GraphOracle
+from edgezo.errors import MissingDependency
 
 __all__ = ["TVMOracle", "host_target", "import_tvm", "tvm_available", "TVM_INSTALL_HINT", "compile_onnx"]
 
@@ -49,7 +50,7 @@ def import_tvm():
         from tvm import relax  # noqa: F401
         from tvm.relax.frontend.onnx import from_onnx  # noqa: F401
     except ImportError as err:
-        raise ImportError(f"the TVM backend needs Apache TVM with Relax, which is not installed ({err}); "
+        raise MissingDependency(f"the TVM backend needs Apache TVM with Relax, which is not installed ({err}); "
                           f"install it with: {TVM_INSTALL_HINT}") from None
     return tvm
 

@@ -21,6 +21,7 @@ from edgezo.data import DataError, load_dataset
 
 from .client import HttpBlackBox
 from .jobs import JobStore
+from edgezo.errors import ConfigError
 
 log = logging.getLogger("edgezo.service")
 
@@ -38,15 +39,15 @@ def resolve_data(data: dict, data_root: str | Path | None):
     path = None
     if rel is not None:
         if data_root is None:
-            raise ValueError("this service has no data root (--data-root); only built-in data sets like 'digits'")
+            raise ConfigError("this service has no data root (--data-root); only built-in data sets like 'digits'")
         root = Path(data_root).resolve()
         path = (root / rel).resolve()
         if root != path and root not in path.parents:
-            raise ValueError(f"data path {rel!r} leaves the service's data root")
+            raise ConfigError(f"data path {rel!r} leaves the service's data root")
     try:
         ds = load_dataset(name, path, flatten=False)
     except DataError as err:
-        raise ValueError(str(err)) from None
+        raise ConfigError(str(err)) from None
     x_train, x_test, y_test = ds.x_train, ds.x_test, ds.y_test
     if data.get("train_size"):
         x_train = x_train[: int(data["train_size"])]

@@ -23,15 +23,16 @@ from typing import Callable, Sequence
 
 import numpy as np
 import torch
+from edgezo.errors import EdgezoError
 
 OUTPUTS = ("probabilities", "labels")
 
 
-class QueryBudgetExceeded(RuntimeError):
+class QueryBudgetExceeded(EdgezoError, RuntimeError):
     """A call would exceed the query budget of a black box; nothing was sent."""
 
 
-class BlackBoxError(RuntimeError):
+class BlackBoxError(EdgezoError, RuntimeError):
     """The black box answered something unusable (wrong shape, non-finite values, refused)."""
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Mapping
+from edgezo.errors import ConfigError
 
 METHODS = ("fo-ds", "zo-ds", "zo-ae-ds")
 ESTIMATORS = ("rge", "cge")
@@ -86,18 +87,18 @@ class RobustifyConfig:
         ]
         for ok, message in checks:
             if not ok:
-                raise ValueError(message)
+                raise ConfigError(message)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "RobustifyConfig":
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
-            raise ValueError(f"unknown robustify setting(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+            raise ConfigError(f"unknown robustify setting(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
         try:
             return cls(**dict(data))
         except TypeError as err:
-            raise ValueError(f"bad robustify settings: {err}") from None
+            raise ConfigError(f"bad robustify settings: {err}") from None
 
     def as_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -140,7 +141,7 @@ class RobustifyConfig:
         """The plan, or ValueError when the budget cannot cover labels, one step and the certification."""
         plan = self.plan(n_train, n_test, image_numel)
         if self.query_budget is not None and self.query_budget < plan["minimum"]:
-            raise ValueError(
+            raise ConfigError(
                 f"query_budget {self.query_budget} is too small: labels need {plan['labels']}, "
                 f"certifying {n_test} images needs {plan['certification']} (n0 + n = {self.n0 + self.n} each) "
                 f"and one training step {plan['minimum'] - plan['labels'] - plan['certification']}; "

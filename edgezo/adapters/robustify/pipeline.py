@@ -47,13 +47,14 @@ from .config import RobustifyConfig
 from .frontend import DenoiserEncoder, Frontend, trainable_modules
 from .latent_oracle import LatentOracle
 from .onnx_export import export_module
+from edgezo.errors import EdgezoError
 
 STAGES = ("labels", "autoencoder", "warmup", "stability", "certify", "export")
 CHECKPOINT = "checkpoint.pt"
 CHECKPOINT_VERSION = 1
 
 
-class Interrupted(RuntimeError):
+class Interrupted(EdgezoError, RuntimeError):
     """``should_stop()`` asked the run to stop; the checkpoint holds everything done so far."""
 
 

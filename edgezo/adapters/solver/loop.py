@@ -37,13 +37,14 @@ import numpy as np
 import torch
 from torch import nn
 from torch.func import functional_call
+from edgezo.errors import EdgezoError
 
 LOSSES = ("mae", "mse")
 
 SolverStep = Callable[[np.ndarray], np.ndarray]
 
 
-class SolverError(RuntimeError):
+class SolverError(EdgezoError, RuntimeError):
     """The black-box solver returned something that is not a valid next state."""
 
 
