@@ -99,11 +99,12 @@ def _load_checkpoint(path: str, model, groups):
     if not p.exists():
         raise CLIError(f"no checkpoint at {p}; pass a training run directory (edgezo train --out DIR) "
                        "or its checkpoint.pt")
-    try:
-        ckpt = torch.load(p, map_location="cpu", weights_only=False)
-        flat = ckpt["params"]
-    except Exception as err:
-        raise CLIError(f"{p} is not an edgezo checkpoint ({err})") from None
+    from ..checkpoint import load
+    from ..trainer import CHECKPOINT_KIND
+
+    flat = load(p, CHECKPOINT_KIND, required=("params",))["params"]
+    if not isinstance(flat, torch.Tensor) or flat.ndim != 1:
+        raise CLIError(f"{p}: incomplete checkpoint, its 'params' is not a flat tensor")
     space = ParamSpace(model, groups)
     if flat.numel() != space.dim:
         raise CLIError(f"{p} holds {flat.numel()} parameters but the recipe's model has {space.dim}; "
