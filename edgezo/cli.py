@@ -82,7 +82,8 @@ def cmd_train(args) -> int:
     recipe = apply_overrides(recipe, overrides)
     if args.resume and not args.out:
         raise CLIError("--resume needs --out DIR pointing at the interrupted run")
-    out = Path(args.out) if args.out else _default_out(recipe.name)
+    out = io.out_dir(args.out) if args.out else _default_out(recipe.name)
+    check_device(args.device)
     if not args.resume and (out / "checkpoint.pt").exists() and not args.force:
         raise CLIError(f"{out} already holds a run (checkpoint.pt); use --resume to continue it, "
                        "--force to start over, or another --out")
@@ -119,8 +120,34 @@ def cmd_train(args) -> int:
     return 0
 
 
+def check_device(device: str) -> None:
+    """Refuse a ``--device`` that this torch cannot use (e.g. cuda on a CPU-only build) with one line."""
+    import torch
+
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, ValueError):
+        raise CLIError(f"--device {device!r} is not a torch device; use cpu, cuda or cuda:N") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise CLIError(f"--device {device}: this torch ({torch.__version__}) has no usable CUDA device; "
+                           "use --device cpu or install a CUDA build of torch")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise CLIError(f"--device {device}: only {torch.cuda.device_count()} CUDA device(s) here")
+    elif dev.type not in ("cpu", "mps"):
+        raise CLIError(f"--device {device}: edgezo trains on cpu or cuda")
+
+
 def cmd_recipes(args) -> int:
     from .recipes import recipes
+
+    if args.schema:
+        import json
+
+        from .recipe_schema import json_schema
+
+        print(json.dumps(json_schema(), indent=2))
+        return 0
 
     for r in sorted(recipes().values(), key=lambda r: r.name):
         print(r.summary())
@@ -159,11 +186,12 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--batch-size", type=int)
     train.add_argument("--seed", type=int)
     train.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE",
-                       help="override any recipe field, e.g. --set estimator.q=64")
+                       help="override any recipe field (value: a TOML literal), e.g. --set estimator.q=64")
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
     train.set_defaults(func=cmd_train)
 
     rec = sub.add_parser("recipes", help="list the recipes")
+    rec.add_argument("--schema", action="store_true", help="print the recipe schema (JSON Schema) instead")
     rec.set_defaults(func=cmd_recipes)
 
     from .bench import available, load

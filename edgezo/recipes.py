@@ -27,7 +27,8 @@ import importlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
-from edgezo.errors import ConfigError
+from .errors import ConfigError
+from .overrides import parse_set
 
 try:
     import tomllib
@@ -79,16 +80,22 @@ def _recipe_dir() -> Path:
 
 
 def parse_recipe(text: str, source: str = "<memory>") -> Recipe:
+    """A recipe from TOML text, validated against the recipe schema (:mod:`edgezo.recipe_schema`)."""
     try:
         cfg = tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:
         raise RecipeError(f"{source}: not valid TOML ({err})") from None
-    for key in ("name", "description"):
-        if not isinstance(cfg.get(key), str) or not cfg[key]:
-            raise RecipeError(f"{source}: missing the string field {key!r}")
-    if "estimator" not in cfg and "phases" not in cfg:
-        raise RecipeError(f"{source}: needs an [estimator] table or [[phases]]")
-    return Recipe(cfg["name"], cfg["description"], cfg, source)
+    return _validated(Recipe(str(cfg.get("name", "")), str(cfg.get("description", "")), cfg, source))
+
+
+def _validated(recipe: Recipe) -> Recipe:
+    from .recipe_schema import validate
+
+    try:
+        validate(recipe.config, recipe.source if recipe.source != "<memory>" else f"recipe {recipe.name}")
+    except ConfigError as err:
+        raise RecipeError(str(err)) from None
+    return recipe
 
 
 _REGISTRY: dict[str, Recipe] | None = None
@@ -134,7 +141,7 @@ def get_recipe(name_or_path: str) -> Recipe:
 
 
 def apply_overrides(recipe: Recipe, overrides: dict[str, Any]) -> Recipe:
-    """A copy with ``{"section.key": value}`` overrides applied (e.g. ``train.epochs``)."""
+    """A validated copy with ``{"section.key": value}`` overrides applied (e.g. ``train.epochs``)."""
     cfg = copy.deepcopy(recipe.config)
     for dotted, value in overrides.items():
         parts = dotted.split(".")
@@ -144,22 +151,8 @@ def apply_overrides(recipe: Recipe, overrides: dict[str, Any]) -> Recipe:
                 raise RecipeError(f"cannot override {dotted!r}: {p!r} is not a table")
             node = node[p]
         node[parts[-1]] = value
-    return Recipe(recipe.name, recipe.description, cfg, recipe.source)
-
-
-def parse_set(items: list[str]) -> dict[str, Any]:
-    """``["train.epochs=5", "estimator.q=64"]`` → overrides (values parsed as TOML literals)."""
-    out = {}
-    for item in items:
-        if "=" not in item:
-            raise RecipeError(f"--set expects section.key=value, got {item!r}")
-        key, raw = item.split("=", 1)
-        try:
-            value = tomllib.loads(f"v = {raw}")["v"]
-        except tomllib.TOMLDecodeError:
-            value = raw
-        out[key.strip()] = value
-    return out
+    return _validated(Recipe(recipe.name, recipe.description, cfg, f"recipe {recipe.name} with --set"
+                             if overrides else recipe.source))
 
 
 def phases_of(recipe: Recipe):
@@ -192,7 +185,7 @@ def with_estimator(recipe: Recipe, kind: str) -> Recipe:
     estimator = dict(current) if current.get("kind") == kind else {"kind": kind}
     cfg.pop("phases", None)
     cfg["estimator"], cfg["optimizer"] = estimator, dict(optimizer)
-    return Recipe(recipe.name, recipe.description, cfg, recipe.source)
+    return _validated(Recipe(recipe.name, recipe.description, cfg, recipe.source))
 
 
 def train_config(recipe: Recipe):

@@ -53,7 +53,7 @@ def environment() -> dict:
 
 def run_benchmark(name: str, args) -> dict:
     module = load(name)
-    out = Path(args.out)
+    out = io.out_dir(args.out)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     result = module.run(args)

@@ -17,6 +17,7 @@ import sys
 import time
 from pathlib import Path
 from edgezo.errors import ConfigError
+from edgezo.io import out_dir
 
 
 def register(subparsers) -> None:
@@ -140,7 +141,7 @@ def _train_on_device(args, recipe):
         from ..targets.sim import SimulatorThread
 
         sim = SimulatorThread(args.sim)
-    out = Path(args.out) if args.out else Path("runs") / f"device-{recipe.name}"
+    out = out_dir(args.out) if args.out else Path("runs") / f"device-{recipe.name}"
     try:
         link = DeviceLink(sim.port if sim is not None else args.port, timeout=args.timeout)
         trainer = build_trainer(recipe, data_path=args.data, out_dir=out, progress=not args.no_progress,

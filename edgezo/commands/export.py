@@ -18,6 +18,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from ..io import out_dir
+
 from ..cli import CLIError
 
 DEFAULT_TARGET = "host-cpu"
@@ -168,7 +170,7 @@ def cmd_export(args) -> int:
 
     breakdown = memory_check(model, profile, input_shape=data.input_shape, batch_size=batch_size, recipe=recipe)
 
-    out = Path(args.out)
+    out = out_dir(args.out)
     example = (data.x_train[:batch_size], data.y_train[:batch_size])
     exported = export_onnx(model, example, loss=recipe.config.get("loss", "cross_entropy"), groups=groups)
     paths = exported.save(out)

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Mapping
-from edgezo.errors import ConfigError
+import math
+
+from edgezo.errors import ConfigError, did_you_mean
 
 METHODS = ("fo-ds", "zo-ds", "zo-ae-ds")
 ESTIMATORS = ("rge", "cge")
@@ -91,10 +93,12 @@ class RobustifyConfig:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "RobustifyConfig":
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ConfigError(f"unknown robustify setting(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+        types = {f.name: str(f.type) for f in fields(cls)}
+        for key, value in data.items():
+            if key not in types:
+                raise ConfigError(f"unknown robustify setting {key!r}{did_you_mean(key, types)}; "
+                                  f"known: {', '.join(sorted(types))}")
+            _check_type(key, value, types[key])
         try:
             return cls(**dict(data))
         except TypeError as err:
@@ -148,3 +152,27 @@ class RobustifyConfig:
                 f"raise the budget to at least {plan['minimum']} (the full run needs {plan['total']}) "
                 f"or certify fewer images / lower n")
         return plan
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and abs(value) <= 2**53
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+_EXPECTED = {
+    "int": ("an integer of at most 2^53", lambda v: _is_int(v)),
+    "int | None": ("an integer of at most 2^53 or none", lambda v: v is None or _is_int(v)),
+    "float": ("a finite number", _is_number),
+    "str": ("a string", lambda v: isinstance(v, str)),
+    "tuple[float, ...]": ("a list of finite numbers", lambda v: isinstance(v, (list, tuple)) and all(map(_is_number, v))),
+}
+
+
+def _check_type(key: str, value: Any, annotation: str) -> None:
+    """Refuse ``value`` for setting ``key`` unless it has the field's type (named in the message)."""
+    expected, ok = _EXPECTED.get(annotation, (None, None))
+    if ok is not None and not ok(value):
+        raise ConfigError(f"robustify setting {key!r} must be {expected}, got {value!r} ({type(value).__name__})")
