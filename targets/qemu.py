@@ -161,12 +161,14 @@ def main(argv=None) -> int:
     print(f"PORT {dev.port}", flush=True)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # `finally` stops the firmware process too
     try:
-        dev.proc.wait()
+        code = dev.proc.wait()
     except KeyboardInterrupt:
-        pass
+        return 0
     finally:
         dev.close()
-    return 0
+    print(f"edgezo: error: the {args.firmware} firmware process stopped (exit status {code}); "
+          "the device is gone", file=sys.stderr)
+    return code if code > 0 else 1
 
 
 if __name__ == "__main__":
