@@ -24,6 +24,10 @@ class ConfigError(EdgezoError, ValueError):
     """A recipe, a ``--set`` override, a command-line option or a setting is invalid."""
 
 
+class OutOfRange(EdgezoError, IndexError):
+    """An index given by the user (a coordinate, an offset) lies outside what it indexes."""
+
+
 class CheckpointError(EdgezoError, ValueError):
     """A checkpoint file cannot be used (missing, truncated, other version, unsafe, other run)."""
 
@@ -54,5 +58,5 @@ def did_you_mean(word: str, choices: Iterable[str]) -> str:
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 
-__all__ = ["EdgezoError", "ConfigError", "CheckpointError", "MissingDependency", "MissingFile", "DeviceError",
+__all__ = ["EdgezoError", "ConfigError", "CheckpointError", "MissingDependency", "MissingFile", "OutOfRange", "DeviceError",
            "did_you_mean"]

@@ -192,6 +192,10 @@ class PhaseSection(Section):
     optimizer: OptimizerSection
 
 
+# sections that only one task reads
+TASK_SECTIONS = {"pde": "pinn", "pinn": "pinn", "solver": "solver", "deepzero": "deepzero"}
+
+
 class RecipeSchema(Section):
     """A recipe file (``models/recipes/*.toml``)."""
 
@@ -222,6 +226,16 @@ class RecipeSchema(Section):
             raise ValueError(f"unknown task {self.task!r}{did_you_mean(self.task, TASKS)}; known: {', '.join(TASKS)}")
         if self.estimator is None and self.phases is None:
             raise ValueError("needs an [estimator] table or [[phases]]")
+        for section, task in TASK_SECTIONS.items():
+            if getattr(self, section) is not None and self.task != task:
+                raise ValueError(f"a [{section}] table belongs to task {task!r}, this recipe's task is {self.task!r}")
+        solver_data = [k for k in ("train", "test", "train_seed", "test_seed")
+                       if self.data is not None and getattr(self.data, k) is not None]
+        if solver_data and self.task != "solver":
+            raise ValueError(f"data.{solver_data[0]} sets the solver task's initial conditions; this recipe's task "
+                             f"is {self.task!r} (digits take data.test_size and data.seed)")
+        if self.task == "pinn" and self.pde is None:
+            raise ValueError("task 'pinn' needs a [pde] table (e.g. kind = \"hjb\")")
         return self
 
 

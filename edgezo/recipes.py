@@ -27,7 +27,7 @@ import importlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
-from .errors import ConfigError
+from .errors import ConfigError, EdgezoError
 from .overrides import parse_set
 
 try:
@@ -210,10 +210,23 @@ def build_trainer(recipe: Recipe, *, data_path: str | None = None, device: str =
     """Turn a recipe into a ready :class:`~edgezo.trainer.Trainer`.
 
     ``oracle_factory(model, loss_fn, *, groups, example_batch, **oracle_options)``
-    builds the oracle; None means a :class:`~edgezo.oracles.torch_oracle.TorchOracle`.
+    builds the oracle; None means a :class:`~edgezo.oracles.torch_oracle.TorchOracle`. A ``ValueError``
+    from a builder (a kind-specific value it refuses) becomes a :class:`RecipeError` naming the recipe.
     """
-    return builder_for(recipe.task)(recipe, data_path=data_path, device=device, out_dir=out_dir,
-                                    progress=progress, oracle_factory=oracle_factory)
+    builder = builder_for(recipe.task)
+    try:
+        return builder(recipe, data_path=data_path, device=device, out_dir=out_dir, progress=progress,
+                       oracle_factory=oracle_factory)
+    except ValueError as err:
+        if isinstance(err, EdgezoError):
+            raise
+        # the schema checks every declared field; a builder's ValueError is a kind-specific value it refused
+        raise RecipeError(f"{recipe.source}: {err}") from None
+    except (MemoryError, RuntimeError) as err:
+        if isinstance(err, MemoryError) or "allocate" in str(err):
+            raise RecipeError(f"{recipe.source}: the model does not fit in memory ({str(err).splitlines()[0][:160]}); "
+                              "use smaller layers") from None
+        raise
 
 
 def make_oracle(model, loss_fn, *, groups=None, example_batch=None, oracle_factory=None, **options):
@@ -241,6 +254,7 @@ def build_classification(recipe: Recipe, *, data_path=None, device="cpu", out_di
     config = train_config(recipe)
     torch.manual_seed(config.seed)
     model = build_model(recipe.section("model")).to(device)
+    _check_model_takes_data(model, data.x_train[:1].to(device), data.num_classes, recipe)
     loss_fn = get_loss(recipe.config.get("loss", "cross_entropy"))
     oracle = make_oracle(model, loss_fn, groups=recipe.config.get("groups"),
                          example_batch=(data.x_train[: config.batch_size], data.y_train[: config.batch_size]),
@@ -249,3 +263,20 @@ def build_classification(recipe: Recipe, *, data_path=None, device="cpu", out_di
     evaluator = classification_evaluator(data.x_test.to(device), data.y_test.to(device))
     return Trainer(oracle, phases_of(recipe), batches, config, evaluator=evaluator, out_dir=out_dir,
                    progress=progress, info={"recipe": recipe.name, "dataset": data.name})
+
+
+def _check_model_takes_data(model, sample, num_classes: int | None, recipe: Recipe) -> None:
+    """One forward pass on one training sample: a shape mismatch, or fewer outputs than classes, is the
+    recipe's error, named as such."""
+    import torch
+
+    try:
+        with torch.no_grad():
+            out = model(sample)
+    except RuntimeError as err:
+        raise RecipeError(f"{recipe.source}: the model does not take this data set's samples of shape "
+                          f"{list(sample.shape[1:])} ({str(err).splitlines()[0][:160]}); check [model] against "
+                          "[data]") from None
+    if num_classes and out.shape[-1] != num_classes:
+        raise RecipeError(f"{recipe.source}: the model has {out.shape[-1]} outputs, the data set {num_classes} "
+                          "classes; check [model] against [data]")

@@ -34,13 +34,19 @@ def _one_error_line(capsys) -> str:
     (["--max-steps", "0"], ["train.max_steps", "greater than 0"]),
     (["--batch-size", "0"], ["train.batch_size", "greater than 0"]),
     (["--set", "train.seed=99999999999999999999"], ["train.seed"]),
+    (["--set", "task=pinn"], ["task 'pinn' needs a [pde] table"]),
+    (["--set", "data.train=5"], ["data.train sets the solver task's initial conditions"]),
+    (["--set", "oracle.path=nope", "--epochs", "1"], ["unknown evaluation path 'nope'"]),
+    (["--set", "model.sizes=[65, 10]", "--epochs", "1"], ["does not take this data set's samples of shape [64]"]),
+    (["--set", "model.sizes=[64, 10, 3]", "--epochs", "1"], ["the model has 3 outputs, the data set 10 classes"]),
+    (["--set", "estimator.coords=[99999]", "--epochs", "1"], ["estimator.coords", "[0, 2410)"]),
 ])
 def test_train_refuses_bad_overrides(tmp_path, capsys, argv, fragments):
     assert main(["train", "--out", str(tmp_path / "run"), "--no-progress", *argv]) == 2
     line = _one_error_line(capsys)
     for fragment in fragments:
         assert fragment in line, line
-    assert not (tmp_path / "run").exists()
+    assert not (tmp_path / "run" / "metrics.json").exists()
 
 
 @pytest.mark.parametrize("body,fragments", [
@@ -82,7 +88,7 @@ def test_robustify_set_uses_the_same_syntax(tmp_path, capsys):
     assert main(base + ["--set", "batch_sise=4"]) == 2
     assert "did you mean 'batch_size'" in _one_error_line(capsys)
     assert main(base + ["--set", "batch_size=4.5"]) == 2
-    assert "'batch_size' must be an integer, got 4.5" in _one_error_line(capsys)
+    assert "'batch_size' must be an integer" in _one_error_line(capsys)
     assert main(base + ["--set", "radii=[0.25, \"x\"]"]) == 2
     assert "'radii' must be a list of finite numbers" in _one_error_line(capsys)
 
