@@ -121,7 +121,8 @@ def _decode(req: PredictRequest, sample_shape: tuple[int, ...]) -> np.ndarray:
         raise HTTPException(422, detail="send exactly one of 'inputs' (nested lists) or 'inputs_b64' (+ 'shape')")
     if req.inputs is not None:
         try:
-            arr = np.asarray(req.inputs, dtype=np.float32)
+            with np.errstate(over="ignore"):  # out-of-range values become inf and are refused below
+                arr = np.asarray(req.inputs, dtype=np.float32)
             if arr.size > MAX_VALUES:
                 raise HTTPException(413, detail=f"at most {MAX_VALUES} values per request, got {arr.size}")
         except (ValueError, TypeError, OverflowError, RecursionError):

@@ -141,6 +141,7 @@ BAD_JOBS = [
     _raw(_job(query_budget="9")), _raw(_job(sigma=float("nan"))), _raw(_job(sigma=float("inf"))),
     _raw(_job(q=2**64)), _raw(_job(settings={"epochs": 1e308})), _raw(_job(settings={"n": 10**30})),
     _raw(_job(settings={"radii": [float("nan")]})), _raw(_job(settings={"radii": "0.5"})),
+    _raw(_job(settings={"radii": [10**400]})), _raw(_job(settings={"epochs": 10**400})),
     _raw(_job(settings={"batch_size": -1})), _raw(_job(settings={"mu": float("inf")})),
     _raw(_job(data={"dataset": "digits", "train_size": 10**20})), _raw(_job(data={"dataset": "digits", "path": "../x"})),
     _raw(_job(data={"dataset": "x" * 100})), _raw(_job(url="http://evil.example.com/")),
