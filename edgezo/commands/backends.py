@@ -79,7 +79,7 @@ def graph_oracle(backend: str, model: torch.nn.Module, loss_fn, *, groups=None, 
 
         return TVMOracle(exported.model, exported.layout, exported.param_inputs, theta, stacked=exported.stacked,
                          **_graph_options(options, TVMOracle.PATHS))
-    raise ValueError(f"unknown graph backend {backend!r}")
+    raise ConfigError(f"unknown graph backend {backend!r}")
 
 
 def _flat_params(model: torch.nn.Module, layout):
