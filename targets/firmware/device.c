@@ -90,7 +90,7 @@ static long fail(int code, const char *why)
     return -1;
 }
 
-static uint32_t batch_bytes(void) { return D.batch_total * (D.batch_width * D.m.in_features + 1); }
+static uint64_t batch_bytes(void) { return (uint64_t)D.batch_total * ((uint64_t)D.batch_width * D.m.in_features + 1); }
 
 static long h_hello(const uint8_t *b, uint32_t n)
 {
@@ -179,12 +179,13 @@ static long load_batch(const uint8_t *b, uint32_t n, uint32_t head, uint32_t wid
         D.batch_scale = scale;
         D.have_batch = 1;
     }
-    uint32_t size = total * (width * feats + 1), nx = width * total * feats;
+    /* 64-bit: total < 2^16 and feats = in_features < 2^28, so neither product wraps (the arena bounds both) */
+    uint64_t size = (uint64_t)total * ((uint64_t)width * feats + 1), nx = (uint64_t)width * total * feats;
     if (!D.have_batch || bid != D.batch_id || total != D.batch_total || width != D.batch_width
-        || off > D.batch_loaded || off + len > size)
+        || off > D.batch_loaded || (uint64_t)off + len > size)
         return fail(E_ARG, "load_batch: chunks must come in order from offset 0");
     for (uint32_t i = 0; i < len; i++) {
-        uint32_t at = off + i;
+        uint64_t at = (uint64_t)off + i;
         uint8_t v = b[head + i];
         if (at >= nx)
             D.by[at - nx] = v;
