@@ -109,6 +109,11 @@ def extreme_frames() -> Iterator[tuple[str, list[tuple[int, bytes]]]]:
                  struct.pack("<BHB", 0, 4, 2) + struct.pack("<BBHHB", 0, 0, 4, 4, 0) * 1
                  + struct.pack("<BBHHB", 0, 0, 5, 4, 0)):
         yield f"set-model-odd-{body.hex()[:24]}", [(P.SET_MODEL, body)]
+    yield from _extreme_messages()
+
+
+def _extreme_messages() -> Iterator[tuple[str, list[tuple[int, bytes]]]]:
+    """The extreme frames of every message but set-model."""
     for off in U32_EDGES:
         yield f"write-off-{off}", [(P.WRITE_WEIGHTS, struct.pack("<I3f", off, 1.0, NAN, INF))]
     yield "write-unaligned", [(P.WRITE_WEIGHTS, struct.pack("<I", 0) + b"\x01\x02\x03")]
