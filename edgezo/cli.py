@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 from .commands import CLIError
+from .errors import EdgezoError
 from .registry import Registry
 
 # Sub-commands that live in edgezo/commands/ (the CLI layer may import every folder);
@@ -36,13 +37,8 @@ for _name, _target in EXTRA_COMMANDS.items():
 
 
 def _known_errors() -> tuple[type[BaseException], ...]:
-    from .data import DataError
-    from .oracle import OracleError
-    from .recipes import RecipeError
-    from .trainer import ResumeError, TrainingDiverged
-
-    return (CLIError, DataError, RecipeError, ResumeError, TrainingDiverged, OracleError, ValueError,
-            FileNotFoundError, ImportError)
+    """The errors the CLI prints as one line: every :class:`~edgezo.errors.EdgezoError` (nothing else)."""
+    return (EdgezoError,)
 
 
 def _default_out(recipe: str) -> Path:
@@ -50,6 +46,7 @@ def _default_out(recipe: str) -> Path:
 
 
 def cmd_train(args) -> int:
+    from . import io
     from .recipes import DEFAULT_RECIPE, apply_overrides, build_trainer, get_recipe, parse_set, with_estimator
 
     recipe = get_recipe(args.recipe or DEFAULT_RECIPE)
@@ -63,7 +60,8 @@ def cmd_train(args) -> int:
     recipe = apply_overrides(recipe, overrides)
     if args.resume and not args.out:
         raise CLIError("--resume needs --out DIR pointing at the interrupted run")
-    out = Path(args.out) if args.out else _default_out(recipe.name)
+    out = io.out_dir(args.out) if args.out else _default_out(recipe.name)
+    check_device(args.device)
     if not args.resume and (out / "checkpoint.pt").exists() and not args.force:
         raise CLIError(f"{out} already holds a run (checkpoint.pt); use --resume to continue it, "
                        "--force to start over, or another --out")
@@ -162,8 +160,34 @@ def train_rank(args) -> int:
         return 2
 
 
+def check_device(device: str) -> None:
+    """Refuse a ``--device`` that this torch cannot use (e.g. cuda on a CPU-only build) with one line."""
+    import torch
+
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, ValueError):
+        raise CLIError(f"--device {device!r} is not a torch device; use cpu, cuda or cuda:N") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise CLIError(f"--device {device}: this torch ({torch.__version__}) has no usable CUDA device; "
+                           "use --device cpu or install a CUDA build of torch")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise CLIError(f"--device {device}: only {torch.cuda.device_count()} CUDA device(s) here")
+    elif dev.type not in ("cpu", "mps"):
+        raise CLIError(f"--device {device}: edgezo trains on cpu or cuda")
+
+
 def cmd_recipes(args) -> int:
     from .recipes import recipes
+
+    if args.schema:
+        import json
+
+        from .recipe_schema import json_schema
+
+        print(json.dumps(json_schema(), indent=2))
+        return 0
 
     for r in sorted(recipes().values(), key=lambda r: r.name):
         print(r.summary())
@@ -202,7 +226,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--batch-size", type=int)
     train.add_argument("--seed", type=int)
     train.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE",
-                       help="override any recipe field, e.g. --set estimator.q=64")
+                       help="override any recipe field (value: a TOML literal), e.g. --set estimator.q=64")
     train.add_argument("--no-progress", action="store_true", help="no progress bar (nor per-epoch lines)")
     train.add_argument("--onnx", metavar="MODEL.onnx",
                        help="train this ONNX classifier instead of the recipe's model (the recipe gives data, loss, "
@@ -215,6 +239,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.set_defaults(func=cmd_train)
 
     rec = sub.add_parser("recipes", help="list the recipes")
+    rec.add_argument("--schema", action="store_true", help="print the recipe schema (JSON Schema) instead")
     rec.set_defaults(func=cmd_recipes)
 
     from .bench import available, load
@@ -256,9 +281,14 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("edgezo: interrupted; the last checkpoint (if any) is intact — continue with --resume", file=sys.stderr)
         return 130
-    except _known_errors() as err:
-        print(f"edgezo: error: {err}", file=sys.stderr)
+    except EdgezoError as err:  # a user error: one line; anything else is a bug and keeps its traceback
+        print(f"edgezo: error: {one_line(err)}", file=sys.stderr)
         return 2
+
+
+def one_line(err: BaseException) -> str:
+    """The error's message on one line (a multi-line message joined with ' · ')."""
+    return " · ".join(part.strip() for part in str(err).splitlines() if part.strip()) or type(err).__name__
 
 
 if __name__ == "__main__":

@@ -6,6 +6,8 @@ which must not import each other for this.
 
 from __future__ import annotations
 
+from .errors import MissingDependency
+
 __all__ = ["TVM_INSTALL_HINT", "tvm_available", "import_tvm"]
 
 TVM_INSTALL_HINT = "pip install edgezo[tvm]  (Apache TVM >= 0.20 with Relax, e.g. apache-tvm 0.27)"
@@ -18,12 +20,12 @@ def tvm_available() -> bool:
 
 
 def import_tvm():
-    """``import tvm`` (with Relax), or an ImportError naming the extra to install."""
+    """``import tvm`` (with Relax), or a MissingDependency (an ImportError) naming the extra to install."""
     try:
         import tvm
         from tvm import relax  # noqa: F401
         from tvm.relax.frontend.onnx import from_onnx  # noqa: F401
     except ImportError as err:
-        raise ImportError(f"the TVM backend needs Apache TVM with Relax, which is not installed ({err}); "
-                          f"install it with: {TVM_INSTALL_HINT}") from None
+        raise MissingDependency(f"the TVM backend needs Apache TVM with Relax, which is not installed ({err}); "
+                                f"install it with: {TVM_INSTALL_HINT}") from None
     return tvm

@@ -15,6 +15,8 @@ from typing import Any, Iterator
 
 import torch
 
+from .errors import ConfigError
+
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
@@ -30,6 +32,14 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
+
+
+def out_dir(path: str | os.PathLike) -> Path:
+    """``path`` as an output directory: refused (one line) when it exists and is not a directory."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"--out {path} is a file, not a directory; give a directory (it is created if missing)")
+    return path
 
 
 def write_json(path: str | os.PathLike, data: Any) -> None:

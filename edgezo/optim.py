@@ -18,6 +18,7 @@ import torch
 
 from .estimators.base import Estimate
 from .oracle import Oracle
+from .errors import ConfigError
 from .registry import Registry
 
 
@@ -26,9 +27,9 @@ class SignSGD(torch.optim.Optimizer):
 
     def __init__(self, params: Iterable[torch.Tensor], lr: float = 1e-3, momentum: float = 0.0):
         if lr <= 0:
-            raise ValueError(f"lr must be > 0, got {lr}")
+            raise ConfigError(f"lr must be > 0, got {lr}")
         if not 0.0 <= momentum < 1.0:
-            raise ValueError(f"momentum must be in [0, 1), got {momentum}")
+            raise ConfigError(f"momentum must be in [0, 1), got {momentum}")
         super().__init__(params, dict(lr=lr, momentum=momentum))
 
     @torch.no_grad()
@@ -82,8 +83,8 @@ def build_optimizer(params: list[torch.Tensor] | None, spec: dict[str, Any]) -> 
     if kind == "seed-sgd":
         return None
     if params is None:
-        raise ValueError(f"optimizer {kind!r} needs host parameters")
+        raise ConfigError(f"optimizer {kind!r} needs host parameters")
     try:
         return build(params, **spec)
     except TypeError as err:
-        raise ValueError(f"bad options for optimizer {kind!r}: {err}") from None
+        raise ConfigError(f"bad options for optimizer {kind!r}: {err}") from None

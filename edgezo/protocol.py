@@ -31,6 +31,7 @@ from typing import Sequence
 from cobs import cobs
 
 from edgezo.directions import chain_seeds
+from edgezo.errors import EdgezoError
 
 VERSION = 1
 
@@ -70,7 +71,7 @@ CRC_BYTES = 2
 OVERHEAD = HEADER.size + CRC_BYTES  # bytes of a frame besides the body, before COBS
 
 
-class FrameError(ValueError):
+class FrameError(EdgezoError, ValueError):
     """A received frame is corrupt (COBS, CRC, version or length)."""
 
 

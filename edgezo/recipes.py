@@ -26,21 +26,20 @@ import copy
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
+from .errors import ConfigError, EdgezoError
 
 try:
     import tomllib
 except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib  # type: ignore[no-redef]
 
-from .registry import Registry
+from .tasks import TASKS
 
 RECIPE_DIR = Path(__file__).resolve().parent.parent / "models" / "recipes"
 
-# Task builders by name; adapters add theirs through the ``edgezo.tasks`` entry points.
-TASKS: Registry[Callable[..., Any]] = Registry("task", group="edgezo.tasks", packaged=True)
 
 
-class RecipeError(ValueError):
+class RecipeError(ConfigError):
     """A recipe file or an override is malformed."""
 
 
@@ -75,16 +74,22 @@ def _recipe_dir() -> Path:
 
 
 def parse_recipe(text: str, source: str = "<memory>") -> Recipe:
+    """A recipe from TOML text, validated against the recipe schema (:mod:`edgezo.recipe_schema`)."""
     try:
         cfg = tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:
         raise RecipeError(f"{source}: not valid TOML ({err})") from None
-    for key in ("name", "description"):
-        if not isinstance(cfg.get(key), str) or not cfg[key]:
-            raise RecipeError(f"{source}: missing the string field {key!r}")
-    if "estimator" not in cfg and "phases" not in cfg:
-        raise RecipeError(f"{source}: needs an [estimator] table or [[phases]]")
-    return Recipe(cfg["name"], cfg["description"], cfg, source)
+    return _validated(Recipe(str(cfg.get("name", "")), str(cfg.get("description", "")), cfg, source))
+
+
+def _validated(recipe: Recipe) -> Recipe:
+    from .recipe_schema import validate
+
+    try:
+        validate(recipe.config, recipe.source if recipe.source != "<memory>" else f"recipe {recipe.name}")
+    except ConfigError as err:
+        raise RecipeError(str(err)) from None
+    return recipe
 
 
 _REGISTRY: dict[str, Recipe] | None = None
@@ -130,7 +135,7 @@ def get_recipe(name_or_path: str) -> Recipe:
 
 
 def apply_overrides(recipe: Recipe, overrides: dict[str, Any]) -> Recipe:
-    """A copy with ``{"section.key": value}`` overrides applied (e.g. ``train.epochs``)."""
+    """A validated copy with ``{"section.key": value}`` overrides applied (e.g. ``train.epochs``)."""
     cfg = copy.deepcopy(recipe.config)
     for dotted, value in overrides.items():
         parts = dotted.split(".")
@@ -140,22 +145,8 @@ def apply_overrides(recipe: Recipe, overrides: dict[str, Any]) -> Recipe:
                 raise RecipeError(f"cannot override {dotted!r}: {p!r} is not a table")
             node = node[p]
         node[parts[-1]] = value
-    return Recipe(recipe.name, recipe.description, cfg, recipe.source)
-
-
-def parse_set(items: list[str]) -> dict[str, Any]:
-    """``["train.epochs=5", "estimator.q=64"]`` → overrides (values parsed as TOML literals)."""
-    out = {}
-    for item in items:
-        if "=" not in item:
-            raise RecipeError(f"--set expects section.key=value, got {item!r}")
-        key, raw = item.split("=", 1)
-        try:
-            value = tomllib.loads(f"v = {raw}")["v"]
-        except tomllib.TOMLDecodeError:
-            value = raw
-        out[key.strip()] = value
-    return out
+    return _validated(Recipe(recipe.name, recipe.description, cfg, f"recipe {recipe.name} with --set"
+                             if overrides else recipe.source))
 
 
 def phases_of(recipe: Recipe):
@@ -188,7 +179,7 @@ def with_estimator(recipe: Recipe, kind: str) -> Recipe:
     estimator = dict(current) if current.get("kind") == kind else {"kind": kind}
     cfg.pop("phases", None)
     cfg["estimator"], cfg["optimizer"] = estimator, dict(optimizer)
-    return Recipe(recipe.name, recipe.description, cfg, recipe.source)
+    return _validated(Recipe(recipe.name, recipe.description, cfg, recipe.source))
 
 
 def train_config(recipe: Recipe):
@@ -213,10 +204,23 @@ def build_trainer(recipe: Recipe, *, data_path: str | None = None, device: str =
     """Turn a recipe into a ready :class:`~edgezo.trainer.Trainer`.
 
     ``oracle_factory(model, loss_fn, *, groups, example_batch, **oracle_options)``
-    builds the oracle; None means a :class:`~edgezo.oracles.torch_oracle.TorchOracle`.
+    builds the oracle; None means a :class:`~edgezo.oracles.torch_oracle.TorchOracle`. A ``ValueError``
+    from a builder (a kind-specific value it refuses) becomes a :class:`RecipeError` naming the recipe.
     """
-    return builder_for(recipe.task)(recipe, data_path=data_path, device=device, out_dir=out_dir,
-                                    progress=progress, oracle_factory=oracle_factory)
+    builder = builder_for(recipe.task)
+    try:
+        return builder(recipe, data_path=data_path, device=device, out_dir=out_dir, progress=progress,
+                       oracle_factory=oracle_factory)
+    except ValueError as err:
+        if isinstance(err, EdgezoError):
+            raise
+        # the schema checks every declared field; a builder's ValueError is a kind-specific value it refused
+        raise RecipeError(f"{recipe.source}: {err}") from None
+    except (MemoryError, RuntimeError) as err:
+        if isinstance(err, MemoryError) or "allocate" in str(err):
+            raise RecipeError(f"{recipe.source}: the model does not fit in memory ({str(err).splitlines()[0][:160]}); "
+                              "use smaller layers") from None
+        raise
 
 
 def make_oracle(model, loss_fn, *, groups=None, example_batch=None, oracle_factory=None, **options):
@@ -244,6 +248,7 @@ def build_classification(recipe: Recipe, *, data_path=None, device="cpu", out_di
     config = train_config(recipe)
     torch.manual_seed(config.seed)
     model = build_model(recipe.section("model")).to(device)
+    _check_model_takes_data(model, data.x_train[:1].to(device), data.num_classes, recipe)
     loss_fn = get_loss(recipe.config.get("loss", "cross_entropy"))
     oracle = make_oracle(model, loss_fn, groups=recipe.config.get("groups"),
                          example_batch=(data.x_train[: config.batch_size], data.y_train[: config.batch_size]),
@@ -252,6 +257,23 @@ def build_classification(recipe: Recipe, *, data_path=None, device="cpu", out_di
     evaluator = classification_evaluator(data.x_test.to(device), data.y_test.to(device))
     return Trainer(oracle, phases_of(recipe), batches, config, evaluator=evaluator, out_dir=out_dir,
                    progress=progress, info={"recipe": recipe.name, "dataset": data.name})
+
+
+def _check_model_takes_data(model, sample, num_classes: int | None, recipe: Recipe) -> None:
+    """One forward pass on one training sample: a shape mismatch, or fewer outputs than classes, is the
+    recipe's error, named as such."""
+    import torch
+
+    try:
+        with torch.no_grad():
+            out = model(sample)
+    except RuntimeError as err:
+        raise RecipeError(f"{recipe.source}: the model does not take this data set's samples of shape "
+                          f"{list(sample.shape[1:])} ({str(err).splitlines()[0][:160]}); check [model] against "
+                          "[data]") from None
+    if num_classes and out.shape[-1] != num_classes:
+        raise RecipeError(f"{recipe.source}: the model has {out.shape[-1]} outputs, the data set {num_classes} "
+                          "classes; check [model] against [data]")
 
 
 TASKS.register("classification", build_classification)

@@ -6,7 +6,7 @@ module). An entry is either the object itself or a ``"module:attr"`` path
 costs no import. A registry may name an entry-point group
 (``edgezo.<kind>`` in ``pyproject.toml``): packages, edgezo's own adapters
 included, add entries there and the engine never names them. Duplicate names
-are refused; an unknown name raises :class:`UnknownName` (a ``ValueError``)
+are refused; an unknown name raises :class:`UnknownName` (a ``ConfigError``, hence a ``ValueError``)
 with the one message ``unknown <kind> 'x'; available: a, b, c``.
 
 This module has no dependencies inside edgezo: every layer may use it.
@@ -18,16 +18,18 @@ import importlib
 import importlib.metadata
 from typing import Any, Generic, Iterator, TypeVar
 
+from .errors import ConfigError
+
 T = TypeVar("T")
 
 __all__ = ["Registry", "UnknownName", "DuplicateName", "resolve"]
 
 
-class UnknownName(ValueError):
+class UnknownName(ConfigError):
     """A name that no entry of the registry has."""
 
 
-class DuplicateName(ValueError):
+class DuplicateName(ConfigError):
     """A second entry under a name that is taken."""
 
 

@@ -24,20 +24,22 @@ from typing import Any, Callable, Protocol, Sequence
 
 import torch
 
-from . import io
+from . import checkpoint
 from .estimators.base import Estimate, Estimator
 from .optim import build_optimizer, seed_sgd_step
 from .oracle import Batch, Oracle
+from edgezo.errors import CheckpointError, EdgezoError
 
 CHECKPOINT_NAME = "checkpoint.pt"
-CHECKPOINT_VERSION = 1
+CHECKPOINT_KIND = "train"
+CHECKPOINT_KEYS = ("params", "optimizer", "scheduler", "oracle", "counters", "state")
 
 
-class TrainingDiverged(RuntimeError):
+class TrainingDiverged(EdgezoError, RuntimeError):
     """The loss or the gradient estimate became NaN or infinite."""
 
 
-class ResumeError(ValueError):
+class ResumeError(CheckpointError):
     """A checkpoint cannot continue this run."""
 
 
@@ -225,9 +227,7 @@ class Trainer:
     def save_checkpoint(self) -> None:
         if self.checkpoint_path is None:
             return
-        io.torch_save({
-            "version": CHECKPOINT_VERSION,
-            "fingerprint": self._fingerprint(),
+        checkpoint.save(self.checkpoint_path, CHECKPOINT_KIND, {
             "params": self.oracle.get_flat().cpu(),
             "optimizer": self.optimizer.state_dict() if self.optimizer is not None else None,
             "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
@@ -235,30 +235,25 @@ class Trainer:
             "counters": self.oracle.counters.as_dict(),
             "state": asdict(self.state),
             "info": self.info,
-        }, self.checkpoint_path)
+        }, settings=self._fingerprint())
 
     def load_checkpoint(self, path: str | Path | None = None) -> None:
         path = Path(path) if path is not None else self.checkpoint_path
-        if path is None or not path.exists():
-            raise ResumeError(f"no checkpoint to resume from at {path}; run without --resume first")
+        if path is None:
+            raise ResumeError("no checkpoint to resume from: this trainer has no output directory")
         try:
-            ckpt = torch.load(path, map_location="cpu", weights_only=False)
-        except Exception as err:
-            raise ResumeError(f"{path} is not a readable edgezo checkpoint ({err})") from None
-        if not isinstance(ckpt, dict) or ckpt.get("version") != CHECKPOINT_VERSION:
-            raise ResumeError(f"{path} is not an edgezo checkpoint of version {CHECKPOINT_VERSION}")
-        mine = self._fingerprint()
-        theirs = ckpt["fingerprint"]
-        diffs = [k for k in mine if mine[k] != theirs.get(k)]
-        if diffs:
-            raise ResumeError(f"{path} was written by a different run configuration (differs in: {', '.join(diffs)}); "
-                              "resume with the same recipe and options, or start a new --out directory")
-        self.oracle.set_flat(ckpt["params"])
-        self.oracle.load_state_dict(ckpt["oracle"])
-        c = ckpt["counters"]
-        self.oracle.counters.forward_passes = c["forward_passes"]
-        self.oracle.counters.samples_forwarded = c["samples_forwarded"]
-        self.state = _State(**ckpt["state"])
+            ckpt = checkpoint.load(path, CHECKPOINT_KIND, settings=self._fingerprint(), required=CHECKPOINT_KEYS)
+        except CheckpointError as err:
+            raise ResumeError(str(err)) from None
+        try:
+            self.oracle.set_flat(ckpt["params"])
+            self.oracle.load_state_dict(ckpt["oracle"])
+            c = ckpt["counters"]
+            self.oracle.counters.forward_passes = int(c["forward_passes"])
+            self.oracle.counters.samples_forwarded = int(c["samples_forwarded"])
+            self.state = _State(**ckpt["state"])
+        except (KeyError, TypeError, ValueError, RuntimeError) as err:
+            raise ResumeError(f"{path}: incomplete or inconsistent checkpoint ({err}); start a new run") from None
         if self.state.phase >= 0:
             self._enter_phase(self.state.phase)
             if self.optimizer is not None and ckpt["optimizer"] is not None:
@@ -340,8 +335,8 @@ class Trainer:
 
     def _last_ckpt_step(self) -> int | str:
         try:
-            return torch.load(self.checkpoint_path, map_location="cpu", weights_only=False)["state"]["step"]
-        except Exception:
+            return checkpoint.load(self.checkpoint_path, CHECKPOINT_KIND)["state"]["step"]
+        except (CheckpointError, KeyError, TypeError):
             return "?"
 
     def metrics(self) -> dict[str, Any]:

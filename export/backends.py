@@ -17,6 +17,7 @@ from typing import Any, Callable
 
 import torch
 
+from ..errors import ConfigError
 from ..losses import LOSSES
 
 __all__ = ["onnxruntime_factory", "tvm_factory", "graph_oracle", "loss_name"]
@@ -28,7 +29,7 @@ def loss_name(loss_fn, recipe=None) -> str:
             return name
     if recipe is not None:
         return recipe.config.get("loss", "cross_entropy")
-    raise ValueError(f"cannot export the loss function {getattr(loss_fn, '__name__', loss_fn)!r}; "
+    raise ConfigError(f"cannot export the loss function {getattr(loss_fn, '__name__', loss_fn)!r}; "
                      f"exportable losses: {', '.join(LOSSES.available())}")
 
 
@@ -49,7 +50,7 @@ def graph_oracle(backend: str, model: torch.nn.Module, loss_fn, *, groups=None, 
     from .onnx import export_onnx
 
     if example_batch is None:
-        raise ValueError(f"the {backend} backend needs an example batch to export the model")
+        raise ConfigError(f"the {backend} backend needs an example batch to export the model")
     if backend == "tvm":  # fail before exporting when the extra is missing
         from edgezo.extras import import_tvm
 
@@ -69,7 +70,7 @@ def graph_oracle(backend: str, model: torch.nn.Module, loss_fn, *, groups=None, 
 
         return TVMOracle(exported.model, exported.layout, exported.param_inputs, theta, stacked=exported.stacked,
                          compiler=HostCompiler(), **_graph_options(options, TVMOracle.PATHS))
-    raise ValueError(f"unknown graph backend {backend!r}")
+    raise ConfigError(f"unknown graph backend {backend!r}")
 
 
 def _flat_params(model: torch.nn.Module, layout):

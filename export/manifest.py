@@ -16,6 +16,7 @@ from typing import Any, Sequence
 from edgezo import __version__, io
 
 from .onnx import OnnxExport
+from edgezo.errors import ConfigError, MissingFile
 
 __all__ = ["MANIFEST_NAME", "MANIFEST_FORMAT", "build_manifest", "inference_manifest", "write_manifest",
            "read_manifest"]
@@ -121,12 +122,12 @@ def read_manifest(path: str | Path) -> dict[str, Any]:
     try:
         data = json.loads(path.read_text())
     except FileNotFoundError:
-        raise FileNotFoundError(f"no {MANIFEST_NAME} at {path}; run `edgezo export --out DIR` first") from None
+        raise MissingFile(f"no {MANIFEST_NAME} at {path}; run `edgezo export --out DIR` first") from None
     except json.JSONDecodeError as err:
-        raise ValueError(f"{path} is not valid JSON ({err})") from None
+        raise ConfigError(f"{path} is not valid JSON ({err})") from None
     if not isinstance(data, dict) or data.get("format") != MANIFEST_FORMAT:
-        raise ValueError(f"{path} is not an edgezo export manifest (format {MANIFEST_FORMAT})")
+        raise ConfigError(f"{path} is not an edgezo export manifest (format {MANIFEST_FORMAT})")
     for key in ("parameters", "inputs", "loss", "edgezo_version"):
         if key not in data:
-            raise ValueError(f"{path}: manifest lacks the field {key!r}")
+            raise ConfigError(f"{path}: manifest lacks the field {key!r}")
     return data

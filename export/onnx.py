@@ -46,6 +46,7 @@ from torch import nn
 
 from edgezo.models.protocols import StackedForward
 from edgezo.params import GroupSpec, ParamLayout, ParamSpace
+from edgezo.errors import ConfigError
 
 __all__ = ["OnnxExport", "export_onnx", "c_identifier", "LOSSES", "DATA_INPUTS", "OUTPUTS", "DEFAULT_OPSET",
            "load_onnx"]
@@ -89,7 +90,7 @@ class _DecomposedLoss(nn.Module):
     def __init__(self, kind: str, num_classes: int | None):
         super().__init__()
         if kind not in LOSSES:
-            raise ValueError(f"cannot export the loss {kind!r}; exportable losses: {', '.join(LOSSES)}")
+            raise ConfigError(f"cannot export the loss {kind!r}; exportable losses: {', '.join(LOSSES)}")
         self.kind = kind
         if kind == "cross_entropy":
             self.register_buffer("classes", torch.arange(int(num_classes)), persistent=False)

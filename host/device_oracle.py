@@ -38,6 +38,7 @@ import numpy as np
 import torch
 
 from edgezo.oracle import Counters, Oracle, OracleError, SeedQueries, SeedUpdate, batch_size_of
+from edgezo.errors import ConfigError
 from edgezo.params import ParamSpace
 
 from edgezo import protocol as P
@@ -319,20 +320,20 @@ class DeviceOracle(Oracle):
 
 
 def check_device_recipe(recipe) -> None:
-    """A device trains with RGE (rademacher/gaussian) and seed-SGD; raise ValueError otherwise."""
+    """A device trains with RGE (rademacher/gaussian) and seed-SGD; raise ConfigError otherwise."""
     from edgezo.recipes import phases_of
 
     for ph in phases_of(recipe):
         est = ph.estimator
         kind = getattr(est, "name", type(est).__name__).lower()
         if "rge" not in kind:
-            raise ValueError(f"recipe {recipe.name}: phase {ph.name!r} uses the {kind} estimator; a device answers "
-                             "seed queries only: use estimator.kind = \"rge\" (e.g. --set estimator.kind=rge)")
+            raise ConfigError(f"recipe {recipe.name}: phase {ph.name!r} uses the {kind} estimator; a device answers "
+                              "seed queries only: use estimator.kind = \"rge\" (e.g. --set estimator.kind=rge)")
         if getattr(est, "direction", "rademacher") not in ("rademacher", "gaussian"):
-            raise ValueError(f"recipe {recipe.name}: the device generates rademacher or gaussian directions")
+            raise ConfigError(f"recipe {recipe.name}: the device generates rademacher or gaussian directions")
         if ph.optimizer.get("kind") != "seed-sgd":
-            raise ValueError(f"recipe {recipe.name}: phase {ph.name!r} uses the {ph.optimizer.get('kind')} "
-                             "optimizer; a device keeps no optimizer state: use --set optimizer.kind=seed-sgd")
+            raise ConfigError(f"recipe {recipe.name}: phase {ph.name!r} uses the {ph.optimizer.get('kind')} "
+                              "optimizer; a device keeps no optimizer state: use --set optimizer.kind=seed-sgd")
 
 
 def device_factory(link, *, checkpoint_every: int = 20):

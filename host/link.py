@@ -18,21 +18,20 @@ from dataclasses import dataclass, field
 import serial
 
 from edgezo import protocol as P
+from edgezo.errors import DeviceError, EdgezoError
 
 __all__ = ["DeviceLink", "LinkError", "DeviceError", "DeviceReset", "LinkStats", "open_port"]
 
 
-class LinkError(RuntimeError):
+class LinkError(EdgezoError, RuntimeError):
     """No valid response after every retry (device gone, wrong port, baud mismatch)."""
 
 
-class DeviceError(RuntimeError):
-    """The device answered with an error frame."""
-
-    def __init__(self, code: int, detail: str, request: int):
-        name = P.ERROR_NAMES.get(code, f"error {code}")
-        super().__init__(f"device refused {P.NAMES.get(request, hex(request))}: {name}: {detail}")
-        self.code, self.detail, self.request = code, detail, request
+def refused(code: int, detail: str, request: int) -> DeviceError:
+    """The :class:`~edgezo.errors.DeviceError` for an error frame (a reset device: :class:`DeviceReset`)."""
+    name = P.ERROR_NAMES.get(code, f"error {code}")
+    cls = DeviceReset if code in (P.E_NO_MODEL, P.E_NO_BATCH) else DeviceError
+    return cls(code, detail, request, message=f"device refused {P.NAMES.get(request, hex(request))}: {name}: {detail}")
 
 
 class DeviceReset(DeviceError):
@@ -134,8 +133,7 @@ class DeviceLink:
                 if rtype == P.ERROR:
                     code = rbody[0] if rbody else 0
                     detail = rbody[1:].decode(errors="replace")
-                    cls = DeviceReset if code in (P.E_NO_MODEL, P.E_NO_BATCH) else DeviceError
-                    raise cls(code, detail, ftype)
+                    raise refused(code, detail, ftype)
                 return rbody
         raise LinkError(f"no valid response to {name} (seq {seq}) from {self.url} after {self.retries + 1} "
                         f"attempts of {wait:.2f} s")

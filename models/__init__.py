@@ -6,6 +6,7 @@ from typing import Any, Callable
 
 import torch
 
+from edgezo.errors import ConfigError
 from edgezo.registry import Registry
 
 from .mlp import MLP
@@ -33,7 +34,7 @@ def build_model(spec: dict[str, Any]) -> torch.nn.Module:
     try:
         return builder(**spec)
     except TypeError as err:
-        raise ValueError(f"bad options for model {kind!r}: {err}") from None
+        raise ConfigError(f"bad options for model {kind!r}: {err}") from None
 
 
 register_model("mlp", MLP)

@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING, Any, Sequence
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
+from edgezo.errors import ConfigError, EdgezoError
+
 from .profile import ProfileLike, TargetProfile, load_profile
 
 __all__ = ["MemoryBreakdown", "BudgetError", "memory_breakdown", "check_fits", "ESTIMATORS", "OPTIMIZERS"]
@@ -173,7 +175,7 @@ class MemoryBreakdown:
         return out
 
 
-class BudgetError(ValueError):
+class BudgetError(EdgezoError, ValueError):
     """A training step does not fit the target's SRAM; carries the breakdown."""
 
     def __init__(self, message: str, breakdown: MemoryBreakdown):
@@ -296,13 +298,13 @@ def _optimizer_bytes(optimizer: str, estimator: str, q: int, n_params: int, wfmt
 
 def _check_step(estimator: str, optimizer: str, batch_size: int, q: int) -> None:
     if estimator not in ESTIMATORS:
-        raise ValueError(f"unknown estimator {estimator!r}; known: {', '.join(ESTIMATORS)}")
+        raise ConfigError(f"unknown estimator {estimator!r}; known: {', '.join(ESTIMATORS)}")
     if optimizer not in OPTIMIZERS:
-        raise ValueError(f"unknown optimizer {optimizer!r}; known: {', '.join(OPTIMIZERS)}")
+        raise ConfigError(f"unknown optimizer {optimizer!r}; known: {', '.join(OPTIMIZERS)}")
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+        raise ConfigError(f"batch_size must be a positive integer, got {batch_size!r}")
     if isinstance(q, bool) or not isinstance(q, int) or q < 1:
-        raise ValueError(f"queries_per_step must be a positive integer, got {q!r}")
+        raise ConfigError(f"queries_per_step must be a positive integer, got {q!r}")
 
 
 def memory_breakdown(

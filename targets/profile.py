@@ -44,6 +44,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping, Union
 
+from edgezo.errors import ConfigError
+
 try:
     import tomllib
 except ModuleNotFoundError:  # Python 3.10
@@ -378,12 +380,12 @@ def _load_file(path: Path, *, expect_name: str | None = None) -> TargetProfile:
         with open(path, "rb") as fh:
             data = tomllib.load(fh)
     except FileNotFoundError:
-        raise ValueError(f"target profile file not found: {src}") from None
+        raise ConfigError(f"target profile file not found: {src}") from None
     except tomllib.TOMLDecodeError as exc:
-        raise ValueError(f"{src}: invalid TOML: {exc}") from exc
+        raise ConfigError(f"{src}: invalid TOML: {exc}") from exc
     prof = TargetProfile.from_dict(data, source=src)
     if expect_name is not None and prof.name != expect_name:
-        raise ValueError(
+        raise ConfigError(
             f"{src}: field 'name': {prof.name!r} does not match the file name {expect_name!r}"
         )
     return prof
@@ -409,7 +411,7 @@ def load_profile(name_or_path: ProfileLike) -> TargetProfile:
         return _load_file(Path(s))
     files = _shipped_files()
     if s not in files:
-        raise ValueError(f"unknown target profile {s!r}; known profiles: {', '.join(files) or '(none)'}")
+        raise ConfigError(f"unknown target profile {s!r}; known profiles: {', '.join(files) or '(none)'}")
     return _load_file(files[s], expect_name=s)
 
 

@@ -32,6 +32,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from edgezo.errors import ConfigError, EdgezoError
 
 __all__ = ["FIRMWARE_DIR", "missing", "build", "FirmwareDevice", "elf_size", "main"]
 
@@ -42,7 +43,7 @@ ARM_CC = "arm-none-eabi-gcc"
 INSTALL_HINT = "apt-get install -y gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm"
 
 
-class FirmwareError(RuntimeError):
+class FirmwareError(EdgezoError, RuntimeError):
     """The firmware could not be built or started (the message says what is missing)."""
 
 
@@ -51,7 +52,7 @@ def _tools(kind: str) -> list[str]:
         return ["make", os.environ.get("CC", "gcc")]
     if kind == "qemu":
         return ["make", ARM_CC, "arm-none-eabi-size", QEMU]
-    raise ValueError(f"firmware kind {kind!r}: use one of {KINDS}")
+    raise ConfigError(f"firmware kind {kind!r}: use one of {KINDS}")
 
 
 def missing(kind: str) -> str | None:
@@ -182,12 +183,14 @@ def main(argv=None) -> int:
     print(f"PORT {dev.port}", flush=True)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # `finally` stops the firmware process too
     try:
-        dev.proc.wait()
+        code = dev.proc.wait()
     except KeyboardInterrupt:
-        pass
+        return 0
     finally:
         dev.close()
-    return 0
+    print(f"edgezo: error: the {args.firmware} firmware process stopped (exit status {code}); "
+          "the device is gone", file=sys.stderr)
+    return code if code > 0 else 1
 
 
 if __name__ == "__main__":

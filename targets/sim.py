@@ -35,6 +35,7 @@ import numpy as np
 
 from edgezo.directions import directions
 from edgezo import protocol as P
+from edgezo.errors import DeviceError
 
 from .profile import load_profile
 
@@ -81,12 +82,6 @@ def cross_entropy(logits: np.ndarray, labels: np.ndarray) -> float:
     return float(np.mean(lse - z[np.arange(len(labels)), labels]))
 
 
-class DeviceError(Exception):
-    def __init__(self, code: int, detail: str):
-        super().__init__(detail)
-        self.code = code
-
-
 class DeviceState:
     """What the device's SRAM holds. ``handle(type, body) -> (type, body)``."""
 
@@ -118,7 +113,8 @@ class DeviceState:
             fn = self.HANDLERS.get(ftype)
             if fn is None or (not self.compact and ftype in P.COMPACT_TYPES):
                 raise DeviceError(P.E_TYPE, f"unknown message type 0x{ftype:02x}")
-            return ftype | P.RESPONSE, fn(self, body)
+            with np.errstate(all="ignore"):  # NaN / inf parameters or inputs are values, not errors
+                return ftype | P.RESPONSE, fn(self, body)
         except DeviceError as err:
             return P.ERROR, bytes([err.code]) + str(err).encode()
         except (struct.error, ValueError) as exc:
@@ -215,6 +211,8 @@ class DeviceState:
         if len(mults) > P.last_seeds_capacity(self.profile.max_frame_bytes):
             raise DeviceError(P.E_ARG, "evaluate: too many queries for one response frame")
         n = self.batch_total
+        if int(self.batch_y[:n].max(initial=0)) >= self.spec.out_features:
+            raise DeviceError(P.E_ARG, "a label is not a class of the model")
         x, y = self.batch_x[:n], self.batch_y[:n]
         z = directions(list(seeds), offset, count, P.KIND_NAMES[kind]).numpy() if seeds else None
         out = []
@@ -247,6 +245,8 @@ class DeviceState:
         if step != self.step + 1:
             raise DeviceError(P.E_STEP, f"update {step} but the device is at step {self.step}")
         self._range(offset, count)
+        if kind not in P.KIND_NAMES:
+            raise DeviceError(P.E_ARG, f"unknown direction kind {kind}")
         z = directions(list(seeds), offset, count, P.KIND_NAMES[kind]).numpy()
         th = self.theta[offset:offset + count]
         for i, c in enumerate(coeffs):

@@ -12,11 +12,11 @@ from __future__ import annotations
 import importlib.util
 import platform
 import time
-from pathlib import Path
 
 import torch
 
 from .. import __version__, io
+from ..errors import ConfigError
 from ..registry import Registry
 
 BENCHMARKS: dict[str, str] = {
@@ -51,7 +51,7 @@ def available() -> list[str]:
 def load(name: str):
     """The benchmark module ``name`` (``unknown benchmark ...; available: ...`` otherwise)."""
     if name not in REGISTRY or not _present(name):
-        raise ValueError(f"unknown benchmark {name!r}; available: {', '.join(available())}")
+        raise ConfigError(f"unknown benchmark {name!r}; available: {', '.join(available())}")
     return REGISTRY.get(name)
 
 
@@ -63,7 +63,7 @@ def environment() -> dict:
 
 def run_benchmark(name: str, args) -> dict:
     module = load(name)
-    out = Path(args.out)
+    out = io.out_dir(args.out)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     result = module.run(args)

@@ -44,6 +44,7 @@ from dataclasses import asdict
 
 import numpy as np
 import torch
+from edgezo.errors import ConfigError
 
 RECIPE = "burgers-correction"
 QUICK = {"data.train": 32, "train.epochs": 25}
@@ -70,7 +71,7 @@ def _recipe(args, estimator: str | None, q: int | None = None):
     extra = parse_set(getattr(args, "set", None) or [])
     fixed = [k for k in extra if k.split(".")[0] in ("estimator", "phases", "fo_optimizer", "task")]
     if fixed:
-        raise ValueError(f"--set cannot change {', '.join(fixed)}: the bench fixes the estimators it compares "
+        raise ConfigError(f"--set cannot change {', '.join(fixed)}: the bench fixes the estimators it compares "
                          "(use --rge-q for the RGE runs, or edit the recipe)")
     overrides.update(extra)
     if estimator == "rge":

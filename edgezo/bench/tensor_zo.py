@@ -56,6 +56,7 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from multiprocessing import get_context
 from typing import Any
+from edgezo.errors import ConfigError
 
 CONFIGS = ("fo-dense", "fo-tt", "zo-rge-dense", "zo-rge-tt", "zo-hybrid-tt")
 REACH_LEVELS = (0.5, 0.7, 0.8, 0.85, 0.9, 0.95)
@@ -103,7 +104,7 @@ def scaled_phases(phases: list[dict], epochs: int, new_epochs: int) -> list[dict
         scaled = round(p.get("start_epoch", 0) * new_epochs / epochs)
         start = 0 if i == 0 else max(last + 1, min(new_epochs - 1, scaled))
         if i and start >= new_epochs:
-            raise ValueError(f"{new_epochs} epochs leave no room for phase {i} (starts at epoch "
+            raise ConfigError(f"{new_epochs} epochs leave no room for phase {i} (starts at epoch "
                              f"{p.get('start_epoch')} of {epochs}); use more epochs")
         p["start_epoch"] = last = start
         out.append(p)
@@ -130,12 +131,12 @@ def config_recipe(task: Task, config: str, *, epochs: int | None = None, seed: i
         cfg = copy.deepcopy(recipe.config)
         first = cfg.pop("phases", [cfg])[0]
         if first["estimator"].get("kind") != "rge":
-            raise ValueError(f"{task.recipe}: zo-rge runs the recipe's first phase, which must be an rge estimator "
+            raise ConfigError(f"{task.recipe}: zo-rge runs the recipe's first phase, which must be an rge estimator "
                              f"(got {first['estimator'].get('kind')!r})")
         cfg["estimator"], cfg["optimizer"] = first["estimator"], first["optimizer"]
         recipe = Recipe(recipe.name, recipe.description, cfg, recipe.source)
     elif config != "zo-hybrid-tt":
-        raise ValueError(f"unknown configuration {config!r}; choose from {', '.join(CONFIGS)}")
+        raise ConfigError(f"unknown configuration {config!r}; choose from {', '.join(CONFIGS)}")
     if config.endswith("-dense"):
         cfg = copy.deepcopy(recipe.config)
         cfg["model"] = copy.deepcopy(task.dense)
@@ -274,12 +275,12 @@ def run_task(task: Task, args, data_path: str | None = None, *, n_seeds: int | N
     configs = [c.strip() for c in args.configs.split(",") if c.strip()]
     unknown = [c for c in configs if c not in CONFIGS]
     if unknown:
-        raise ValueError(f"unknown configuration(s) {', '.join(unknown)}; choose from {', '.join(CONFIGS)}")
+        raise ConfigError(f"unknown configuration(s) {', '.join(unknown)}; choose from {', '.join(CONFIGS)}")
     epochs = args.epochs or (task.quick_epochs if args.quick else None)
     if n_seeds is None:
         n_seeds = args.seeds if args.seeds is not None else (1 if args.quick else 3)
     if n_seeds < 1:
-        raise ValueError(f"--seeds must be at least 1, got {n_seeds}")
+        raise ConfigError(f"--seeds must be at least 1, got {n_seeds}")
     seeds = [args.seed + i for i in range(n_seeds)]
     runs: dict[str, list[dict]] = {}
     recipes = {}
@@ -313,7 +314,7 @@ def run(args) -> dict:
         if not hasattr(args, key):
             setattr(args, key, default)
     if args.mnist is not None and not os.path.isdir(args.mnist):
-        raise ValueError(f"--mnist {args.mnist}: not a directory (give the folder with the MNIST-format IDX files)")
+        raise ConfigError(f"--mnist {args.mnist}: not a directory (give the folder with the MNIST-format IDX files)")
     result: dict[str, Any] = {
         "rss_method": ("in-process: rss_growth_mb = growth of this process's peak RSS during each run"
                        if args.in_process else

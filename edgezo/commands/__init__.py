@@ -1,8 +1,11 @@
 """CLI sub-commands: argument parsing that calls the engine (CLI layer only, docs/architecture.md)."""
 
 
-class CLIError(Exception):
-    """A user error: printed as ``edgezo: error: ...`` with exit status 2."""
+from ..errors import ConfigError
+
+
+class CLIError(ConfigError):
+    """A bad command-line option: printed as ``edgezo: error: ...`` with exit status 2."""
 
 
 __all__ = ["CLIError"]

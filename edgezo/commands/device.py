@@ -16,6 +16,7 @@ from __future__ import annotations
 import sys
 import time
 from pathlib import Path
+from edgezo.io import out_dir
 
 
 def register(subparsers) -> None:
@@ -113,7 +114,7 @@ def _train_on_device(args, recipe):
         from ..targets.sim import SimulatorThread
 
         sim = SimulatorThread(args.sim)
-    out = Path(args.out) if args.out else Path("runs") / f"device-{recipe.name}"
+    out = out_dir(args.out) if args.out else Path("runs") / f"device-{recipe.name}"
     try:
         link = DeviceLink(sim.port if sim is not None else args.port, timeout=args.timeout)
         trainer = build_trainer(recipe, data_path=args.data, out_dir=out, progress=not args.no_progress,

@@ -22,6 +22,7 @@ import copy
 import sys
 from pathlib import Path
 
+from ..io import out_dir
 from . import CLIError
 
 DEFAULT_TARGET = "host-cpu"
@@ -108,11 +109,12 @@ def _load_checkpoint(path: str, model, groups):
     if not p.exists():
         raise CLIError(f"no checkpoint at {p}; pass a training run directory (edgezo train --out DIR) "
                        "or its checkpoint.pt")
-    try:
-        ckpt = torch.load(p, map_location="cpu", weights_only=False)
-        flat = ckpt["params"]
-    except Exception as err:
-        raise CLIError(f"{p} is not an edgezo checkpoint ({err})") from None
+    from ..checkpoint import load
+    from ..trainer import CHECKPOINT_KIND
+
+    flat = load(p, CHECKPOINT_KIND, required=("params",))["params"]
+    if not isinstance(flat, torch.Tensor) or flat.ndim != 1:
+        raise CLIError(f"{p}: incomplete checkpoint, its 'params' is not a flat tensor")
     space = ParamSpace(model, groups)
     if flat.numel() != space.dim:
         raise CLIError(f"{p} holds {flat.numel()} parameters but the recipe's model has {space.dim}; "
@@ -216,7 +218,7 @@ def cmd_export(args) -> int:
     breakdown = memory_check(task.get("memory_model", model), profile, input_shape=task["input_shape"],
                              batch_size=task.get("memory_batch", batch_size), recipe=recipe)
 
-    out = Path(args.out)
+    out = out_dir(args.out)
     exported, reason = _training_graph(task, groups)
     inference = _write_inference(out, task)
     files = [{k: inference[k] for k in ("file", "kind", "runtime")}]

@@ -16,26 +16,13 @@ import signal
 import sys
 import threading
 import time
-from pathlib import Path
+from ..errors import ConfigError
+from ..io import out_dir
+from ..overrides import parse_set
 
 
-class RobustifyCLIError(ValueError):
+class RobustifyCLIError(ConfigError):
     """Bad options for ``edgezo robustify``."""
-
-
-def _parse_set(items) -> dict:
-    import json
-
-    out = {}
-    for item in items or []:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise RobustifyCLIError(f"--set takes KEY=VALUE (e.g. --set batch_size=64), got {item!r}")
-        try:
-            out[key.strip()] = json.loads(value)
-        except json.JSONDecodeError:
-            out[key.strip()] = value
-    return out
 
 
 def _blackbox(args):
@@ -62,9 +49,9 @@ def cmd_robustify(args) -> int:
     for flag in ("latent_dim", "epochs", "ae_epochs", "warmup_epochs", "batch_size"):
         if getattr(args, flag) is not None:
             settings[flag] = getattr(args, flag)
-    settings.update(_parse_set(args.set))
+    settings.update(parse_set(args.set))
     config = RobustifyConfig.from_dict(settings)
-    out = Path(args.out)
+    out = out_dir(args.out)
     if (out / "checkpoint.pt").exists() and not (args.resume or args.force):
         raise RobustifyCLIError(f"{out} already holds a run; --resume continues it, --force starts over")
     data = load_dataset(args.dataset, args.data, flatten=False)

@@ -14,16 +14,17 @@ Both services bind 127.0.0.1 unless ``--host`` says otherwise.
 from __future__ import annotations
 
 import importlib.util
+from edgezo.errors import ConfigError, MissingDependency
 
 
-class ServeError(ValueError):
+class ServeError(ConfigError):
     """Bad options for a service (printed as ``edgezo: error: ...``)."""
 
 
 def _need_serve_extra() -> None:
     missing = [m for m in ("fastapi", "uvicorn", "httpx") if importlib.util.find_spec(m) is None]
     if missing:
-        raise ImportError(f"edgezo serve needs {', '.join(missing)}: pip install 'edgezo[serve]'")
+        raise MissingDependency(f"edgezo serve needs {', '.join(missing)}: pip install 'edgezo[serve]'")
 
 
 def cmd_serve_model(args) -> int:
@@ -47,7 +48,7 @@ def cmd_serve_robustify(args) -> int:
 
     tokens = load_credentials(args.tokens, "tokens", SERVICE_TOKENS_ENV)
     db = args.db or f"{args.workdir}/jobs.sqlite"
-    app = create_robustify_app(db, args.workdir, tokens, data_root=args.data_root)
+    app = create_robustify_app(db, args.workdir, tokens, data_root=args.data_root, allow_targets=args.allow_target)
     print(f"edgezo: robustify service (jobs in {db}, artifacts in {args.workdir}) on http://{args.host}:{args.port}")
     serve(app, args.host, args.port, log_level=args.log_level)
     return 0
@@ -75,6 +76,8 @@ def register(subparsers) -> None:
     rob.add_argument("--workdir", default="robustify-jobs", help="job checkpoints and artifacts")
     rob.add_argument("--db", help="SQLite job store (default: WORKDIR/jobs.sqlite)")
     rob.add_argument("--data-root", help="directory that job data paths are resolved in")
+    rob.add_argument("--allow-target", action="append", default=[], metavar="HOST",
+                     help="a host that jobs' target URLs may name (repeatable; loopback is always allowed)")
     rob.add_argument("--host", default="127.0.0.1")
     rob.add_argument("--port", type=int, default=8090)
     rob.add_argument("--log-level", default="info")

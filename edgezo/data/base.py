@@ -8,6 +8,8 @@ from pathlib import Path
 
 from torch import Tensor
 
+from ..errors import EdgezoError
+
 FASHION_MNIST_DEBIAN_DIR = Path("/usr/share/datasets/fashion-mnist")
 """Where Debian's ``dataset-fashion-mnist`` package installs the four .gz files."""
 
@@ -24,7 +26,7 @@ _CIFAR_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 
 
 
-class DataError(ValueError):
+class DataError(EdgezoError, ValueError):
     """A dataset is missing, misnamed or malformed; the message says what to do."""
 
 

@@ -8,6 +8,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ..errors import ConfigError
+
 
 def batches(
     x: Tensor,
@@ -30,9 +32,9 @@ def batches(
     """
     n = x.shape[0]
     if y.shape[0] != n:
-        raise ValueError(f"x has {n} samples but y has {y.shape[0]}")
+        raise ConfigError(f"x has {n} samples but y has {y.shape[0]}")
     if int(batch_size) != batch_size or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+        raise ConfigError(f"batch_size must be a positive integer, got {batch_size!r}")
     batch_size = int(batch_size)
     if order is not None:
         if generator is not None:

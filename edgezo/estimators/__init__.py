@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
+from ..errors import ConfigError
 from ..registry import Registry
 from .base import Estimate, Estimator, step_seeds
 from .cge import CGE
@@ -43,7 +44,7 @@ def build_estimator(spec: dict[str, Any] | str) -> Estimator:
     try:
         return factory(**spec)
     except TypeError as err:
-        raise ValueError(f"bad options for estimator {kind!r}: {err}") from None
+        raise ConfigError(f"bad options for estimator {kind!r}: {err}") from None
 
 
 register("rge", RGE)

@@ -17,6 +17,7 @@ import torch
 
 from ..oracle import Batch, CoordQueries, Oracle
 from .base import Estimate, Estimator
+from ..errors import OutOfRange
 
 DIFFERENCES = ("forward", "central")
 
@@ -68,7 +69,7 @@ class CGE(Estimator):
         else:
             idx = torch.arange(oracle.dim)
         if idx.numel() and (int(idx.min()) < 0 or int(idx.max()) >= oracle.dim):
-            raise IndexError(f"CGE coordinates must lie in [0, {oracle.dim})")
+            raise OutOfRange(f"CGE coordinates (estimator.coords) must lie in [0, {oracle.dim})")
         return idx
 
     def forward_passes_per_step(self, dim: int) -> int:

@@ -35,6 +35,7 @@ from typing import Any, Sequence
 
 import torch
 
+from ..errors import EdgezoError
 from ..params import ParamLayout
 
 UINT32 = 2**32
@@ -109,7 +110,7 @@ class Counters:
         return {"forward_passes": self.forward_passes, "samples_forwarded": self.samples_forwarded}
 
 
-class OracleError(RuntimeError):
+class OracleError(EdgezoError, RuntimeError):
     """An oracle cannot do what was asked (e.g. autograd on a black box)."""
 
 

@@ -34,6 +34,7 @@ import torch
 from ..direction_cache import cached_directions
 from ..oracle import Batch, CoordQueries, Counters, Oracle, OracleError, Queries, SeedQueries, SeedUpdate
 from ..params import ParamLayout
+from edgezo.errors import ConfigError, MissingDependency
 
 __all__ = ["GraphOracle", "ORTOracle"]
 
@@ -79,7 +80,7 @@ class GraphOracle(Oracle):
 
     def _check_path(self) -> None:
         if self.path != "auto" and self.path not in self.available_paths():
-            raise ValueError(f"evaluation path {self.path!r} is not available for this {self.backend} oracle; "
+            raise ConfigError(f"evaluation path {self.path!r} is not available for this {self.backend} oracle; "
                              f"use 'auto' or one of {self.available_paths()}")
 
     # --- parameters -----------------------------------------------------------
@@ -281,7 +282,7 @@ class ORTOracle(GraphOracle):
         try:
             import onnxruntime as ort
         except ImportError as err:  # pragma: no cover - a core dependency
-            raise ImportError("the onnxruntime backend needs onnxruntime: pip install onnxruntime") from err
+            raise MissingDependency("the onnxruntime backend needs onnxruntime: pip install onnxruntime") from err
         self._ort = ort
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = int(threads or torch.get_num_threads())

@@ -26,6 +26,7 @@ import hmac
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from edgezo.errors import ConfigError, MissingFile
 
 MODEL_KEYS_ENV = "EDGEZO_MODEL_KEYS"
 SERVICE_TOKENS_ENV = "EDGEZO_SERVICE_TOKENS"
@@ -65,20 +66,20 @@ def load_toml(path: str | os.PathLike, table: str) -> list[Credential]:
         import tomli as tomllib
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"credentials file {path} does not exist")
+        raise MissingFile(f"credentials file {path} does not exist")
     try:
         data = tomllib.loads(path.read_text())
     except tomllib.TOMLDecodeError as err:
-        raise ValueError(f"{path} is not valid TOML: {err}") from None
+        raise ConfigError(f"{path} is not valid TOML: {err}") from None
     secret_field, limit_field = ("key", "budget") if table == "keys" else ("token", "quota")
     entries = data.get(table)
     if not isinstance(entries, dict) or not entries:
-        raise ValueError(f"{path} has no [{table}] table; write e.g. "
+        raise ConfigError(f"{path} has no [{table}] table; write e.g. "
                          f'[{table}]\\nalice = {{ {secret_field} = "...", {limit_field} = 100000 }}')
     out = []
     for name, entry in entries.items():
         if not isinstance(entry, dict) or not isinstance(entry.get(secret_field), str):
-            raise ValueError(f"{path}: [{table}].{name} needs a string field {secret_field!r}")
+            raise ConfigError(f"{path}: [{table}].{name} needs a string field {secret_field!r}")
         out.append(Credential(name, entry[secret_field], _limit(entry.get(limit_field), f"[{table}].{name}")))
     return _checked(out, str(path))
 
@@ -90,7 +91,7 @@ def load_credentials(path: str | os.PathLike | None, table: str, env: str) -> li
     text = os.environ.get(env, "")
     if not text.strip():
         what = "API keys" if table == "keys" else "bearer tokens"
-        raise ValueError(f"no {what}: set {env}=\"secret[:N],...\" or pass a TOML file with a [{table}] table")
+        raise ConfigError(f"no {what}: set {env}=\"secret[:N],...\" or pass a TOML file with a [{table}] table")
     return parse_spec(text)
 
 
@@ -100,21 +101,21 @@ def _limit(value, where: str) -> int | None:
     try:
         n = int(value)
     except (TypeError, ValueError):
-        raise ValueError(f"{where}: the limit must be an integer, got {value!r}") from None
+        raise ConfigError(f"{where}: the limit must be an integer, got {value!r}") from None
     if n < 0:
-        raise ValueError(f"{where}: the limit must be >= 0, got {n}")
+        raise ConfigError(f"{where}: the limit must be >= 0, got {n}")
     return n
 
 
 def _checked(creds: list[Credential], where: str) -> list[Credential]:
     if not creds:
-        raise ValueError(f"no credentials found in {where}")
+        raise ConfigError(f"no credentials found in {where}")
     seen = set()
     for c in creds:
         if len(c.secret) < 8:
-            raise ValueError(f"{where}: secret of {c.name!r} is shorter than 8 characters")
+            raise ConfigError(f"{where}: secret of {c.name!r} is shorter than 8 characters")
         if c.secret in seen:
-            raise ValueError(f"{where}: the same secret appears twice")
+            raise ConfigError(f"{where}: the same secret appears twice")
         seen.add(c.secret)
     return creds
 

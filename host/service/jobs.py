@@ -10,7 +10,8 @@ the number of sessions that ran it and a cancel flag. Statuses::
                      from their checkpoint)
 
 Every write is one autocommitted statement under a lock, with WAL journaling,
-so a crash never leaves a half-updated row.
+so a crash never leaves a half-updated row; a new job's quota check and insert
+share one immediate transaction (exact quotas across processes).
 """
 
 from __future__ import annotations
@@ -51,7 +52,7 @@ class JobStore:
         if self.path != ":memory:":
             os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30.0)
         self._db.row_factory = sqlite3.Row
         if self.path != ":memory:":
             self._db.execute("PRAGMA journal_mode=WAL")
@@ -73,13 +74,27 @@ class JobStore:
         d["cancel_requested"] = bool(d["cancel_requested"])
         return d
 
-    def create(self, owner: str, request: dict, query_budget: int) -> dict:
+    def create(self, owner: str, request: dict, query_budget: int, *, quota: int | None = None) -> dict | None:
+        """A new queued job; None (nothing written) when it would take ``owner`` past ``quota``.
+
+        The quota check and the insert run in one immediate transaction, so
+        services sharing the database never commit more than the quota.
+        """
         job_id = uuid.uuid4().hex
         now = time.time()
         with self._lock:
-            self._db.execute("INSERT INTO jobs (id, owner, status, request, created, updated, query_budget) "
-                             "VALUES (?, ?, 'queued', ?, ?, ?, ?)",
-                             (job_id, owner, json.dumps(request), now, now, int(query_budget)))
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                if quota is not None and self._reserved(owner) + int(query_budget) > quota:
+                    self._db.execute("ROLLBACK")
+                    return None
+                self._db.execute("INSERT INTO jobs (id, owner, status, request, created, updated, query_budget) "
+                                 "VALUES (?, ?, 'queued', ?, ?, ?, ?)",
+                                 (job_id, owner, json.dumps(request), now, now, int(query_budget)))
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
         return self.get(job_id)
 
     def get(self, job_id: str) -> dict | None:
@@ -133,7 +148,10 @@ class JobStore:
     def reserved(self, owner: str) -> int:
         """Queries an owner has committed: the whole budget of active jobs, what finished jobs used."""
         with self._lock:
-            row = self._db.execute(
-                "SELECT COALESCE(SUM(CASE WHEN status IN ('queued', 'running') THEN query_budget "
-                "ELSE queries_used END), 0) FROM jobs WHERE owner = ?", (owner,)).fetchone()
+            return self._reserved(owner)
+
+    def _reserved(self, owner: str) -> int:
+        row = self._db.execute(
+            "SELECT COALESCE(SUM(CASE WHEN status IN ('queued', 'running') THEN query_budget "
+            "ELSE queries_used END), 0) FROM jobs WHERE owner = ?", (owner,)).fetchone()
         return int(row[0])

@@ -20,58 +20,69 @@ Endpoints (OpenAPI at ``/openapi.json``, docs at ``/docs``):
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, Sequence
 
-import numpy as np
 from fastapi import Depends, FastAPI, HTTPException, Security, status
 from fastapi.responses import FileResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field
 
-from edgezo.adapters.robustify import BlackBoxError, RobustifyConfig
+from edgezo.adapters.robustify import BlackBoxError, QueryBudgetExceeded, RobustifyConfig
+from edgezo.data import DataError
+from edgezo.errors import ConfigError
 
 from .auth import Credential, match
 from .client import HttpBlackBox
 from .jobs import FINAL, JobStore
+from .validation import LOOPBACK, SQLITE_INT_MAX, host_allowed, install_error_handlers, target_host
 from .worker import ARTIFACTS, JobWorker, resolve_data
 
 
-class Target(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+_STRICT = ConfigDict(extra="forbid", allow_inf_nan=False)
+Size = Annotated[int, Field(ge=1, le=10_000_000)]
 
-    url: str = Field(..., pattern=r"^https?://", description="base URL of an `edgezo serve model` endpoint")
-    api_key: str = Field(..., min_length=1, description="the API key for that endpoint (never shown back)")
+
+class Target(BaseModel):
+    model_config = _STRICT
+
+    url: str = Field(..., pattern=r"^https?://", max_length=2048,
+                     description="base URL of an `edgezo serve model` endpoint (its host must be on the service's "
+                                 "allow-list)")
+    api_key: str = Field(..., min_length=1, max_length=4096,
+                         description="the API key for that endpoint (never shown back)")
 
 
 class DataRef(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = _STRICT
 
-    dataset: str = Field("digits", description="digits, mnist, fashion-mnist or cifar10")
-    path: str | None = Field(None, description="directory relative to the service's --data-root")
-    train_size: int | None = Field(None, ge=1, description="use the first k training images")
-    test_size: int = Field(100, ge=1, description="certify the first m test images")
+    dataset: str = Field("digits", max_length=64, description="digits, mnist, fashion-mnist or cifar10")
+    path: str | None = Field(None, max_length=4096, description="directory relative to the service's --data-root")
+    train_size: Size | None = Field(None, description="use the first k training images")
+    test_size: Size = Field(100, description="certify the first m test images")
 
 
 class JobRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = _STRICT
 
     target: Target
     data: DataRef = DataRef()
-    query_budget: int = Field(..., ge=1, description="the most queries this job may send to the target")
-    sigma: float = Field(0.25, gt=0, description="smoothing noise σ")
+    query_budget: int = Field(..., ge=1, le=SQLITE_INT_MAX, description="the most queries this job may send to the "
+                                                                        "target")
+    sigma: float = Field(0.25, gt=0, le=1e6, description="smoothing noise σ")
     method: Literal["zo-ae-ds", "zo-ds"] = "zo-ae-ds"
     estimator: Literal["rge", "cge"] = "rge"
-    q: int = Field(16, ge=1, description="RGE directions per sample")
-    settings: dict[str, Any] = Field(default_factory=dict,
-                                     description="other RobustifyConfig fields: latent_dim, epochs, n0, n, "
-                                                 "alpha, radii, batch_size, ...")
+    q: int = Field(16, ge=1, le=1_000_000, description="RGE directions per sample")
+    settings: Annotated[dict[str, Any], Field(max_length=64)] = Field(
+        default_factory=dict, description="other RobustifyConfig fields: latent_dim, epochs, n0, n, alpha, radii, "
+                                          "batch_size, ...")
 
     def config(self) -> RobustifyConfig:
         reserved = {"query_budget", "sigma", "method", "estimator", "q"} & set(self.settings)
         if reserved:
-            raise ValueError(f"set {', '.join(sorted(reserved))} at the top level of the request, not in settings")
+            raise ConfigError(f"set {', '.join(sorted(reserved))} at the top level of the request, not in settings")
         return RobustifyConfig.from_dict({**self.settings, "query_budget": self.query_budget, "sigma": self.sigma,
                                           "method": self.method, "estimator": self.estimator, "q": self.q})
 
@@ -106,6 +117,23 @@ class ArtifactList(BaseModel):
     artifacts: list[Artifact]
 
 
+def probe_target(target: Target, features: int, image_shape: list[int]) -> None:
+    """Ask the target for its sample shape: 422 when it refuses the key or does not fit the data, 502 when
+    it does not answer as an edgezo model endpoint (its own words are never repeated)."""
+    try:
+        probe = HttpBlackBox(target.url, target.api_key, timeout=10.0, retries=0)
+    except QueryBudgetExceeded:
+        raise HTTPException(422, detail="target: its query budget for this API key is exhausted") from None
+    except BlackBoxError as err:
+        if err.status == 401:
+            raise HTTPException(422, detail="target: the model endpoint refused the API key") from None
+        raise HTTPException(502, detail=f"target: {err}") from None
+    probe.close()
+    if math.prod(probe.input_shape) != features:
+        raise HTTPException(422, detail=f"the target takes samples of shape {list(probe.input_shape)}, "
+                                        f"the data has images of shape {image_shape}")
+
+
 def _view(job: dict) -> JobView:
     request = dict(job["request"])
     request["target"] = {**request["target"], "api_key": "***"}
@@ -118,17 +146,22 @@ ERRORS = {401: {"description": "missing or unknown bearer token"},
 
 def create_robustify_app(db_path: str | os.PathLike, workdir: str | os.PathLike, tokens: list[Credential], *,
                          data_root: str | os.PathLike | None = None, start_worker: bool = True,
-                         poll_interval: float = 0.5, check_target: bool = True) -> FastAPI:
-    """The job service. The worker starts with the app (lifespan) and stops with it, leaving jobs resumable."""
+                         poll_interval: float = 0.5, check_target: bool = True,
+                         allow_targets: Sequence[str] = ()) -> FastAPI:
+    """The job service. The worker starts with the app (lifespan) and stops with it, leaving jobs resumable.
+
+    Target endpoints are contacted only when their host is loopback or in ``allow_targets``.
+    """
     if not tokens:
         raise ValueError("the robustify service needs at least one bearer token")
     workdir = Path(workdir)
     store = JobStore(db_path)
+    allowed = (*LOOPBACK, *allow_targets)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
         store.requeue_interrupted()
-        worker = JobWorker(store, workdir, data_root=data_root, poll_interval=poll_interval)
+        worker = JobWorker(store, workdir, data_root=data_root, poll_interval=poll_interval, allowed_hosts=allowed)
         app.state.worker = worker
         if start_worker:
             worker.start()
@@ -143,6 +176,7 @@ def create_robustify_app(db_path: str | os.PathLike, workdir: str | os.PathLike,
                               "optimization through its query API (ZO-AE-DS) and certify it with randomized "
                               "smoothing.")
     app.state.store = store
+    install_error_handlers(app)
     bearer = HTTPBearer(auto_error=False, description="a token from the service's token list")
 
     def caller(creds: HTTPAuthorizationCredentials | None = Security(bearer)) -> Credential:
@@ -164,33 +198,30 @@ def create_robustify_app(db_path: str | os.PathLike, workdir: str | os.PathLike,
 
     @app.post("/v1/jobs", response_model=JobView, status_code=201,
               responses={**ERRORS, 422: {"description": "malformed request, impossible settings, bad target or "
-                                                        "data, or a budget too small for the job"},
-                         429: {"description": "the token's query quota is exhausted"}})
+                                                        "data, a target not on the allow-list, or a budget too "
+                                                        "small for the job"},
+                         429: {"description": "the token's query quota is exhausted"},
+                         502: {"description": "the target did not answer as an edgezo model endpoint"}})
     def submit(req: JobRequest, cred: Credential = Depends(caller)) -> JobView:
+        if not host_allowed(req.target.url, allowed):
+            raise HTTPException(422, detail=f"target host {target_host(req.target.url)!r} is not on this service's "
+                                            "allow-list (start it with --allow-target HOST)")
         try:
             config = req.config()
             x_train, x_test, _, _ = resolve_data(req.data.model_dump(), data_root)
-            config.check_budget(x_train.shape[0], x_test.shape[0], int(np.prod(x_train.shape[1:])))
-        except (ValueError, FileNotFoundError) as err:
+            config.check_budget(x_train.shape[0], x_test.shape[0], math.prod(x_train.shape[1:]))
+        except (ConfigError, DataError) as err:
             raise HTTPException(422, detail=str(err)) from None
         if check_target:
-            try:
-                probe = HttpBlackBox(req.target.url, req.target.api_key, timeout=10.0, retries=0)
-            except BlackBoxError as err:
-                raise HTTPException(422, detail=f"target: {err}") from None
-            probe.close()
-            if int(np.prod(probe.input_shape)) != int(np.prod(x_train.shape[1:])):
-                raise HTTPException(422, detail=f"the target takes samples of shape {list(probe.input_shape)}, "
-                                                f"the data has images of shape {list(x_train.shape[1:])}")
-        if cred.limit is not None:
-            reserved = store.reserved(cred.owner)
-            if reserved + req.query_budget > cred.limit:
-                raise HTTPException(429, detail=f"query quota exhausted: {reserved} of {cred.limit} queries are "
-                                                f"committed to this token's jobs, this job asks for "
-                                                f"{req.query_budget}")
+            probe_target(req.target, math.prod(x_train.shape[1:]), list(x_train.shape[1:]))
         request = req.model_dump()
         request["config"] = config.as_dict()
-        return _view(store.create(cred.owner, request, req.query_budget))
+        job = store.create(cred.owner, request, req.query_budget, quota=cred.limit)
+        if job is None:
+            raise HTTPException(429, detail=f"query quota exhausted: the jobs of this token have committed "
+                                            f"{store.reserved(cred.owner)} of {cred.limit} queries, this job asks "
+                                            f"for {req.query_budget}")
+        return _view(job)
 
     @app.get("/v1/jobs", response_model=JobList, responses=ERRORS)
     def list_jobs(cred: Credential = Depends(caller)) -> JobList:

@@ -21,6 +21,8 @@ from edgezo.data import DataError, load_dataset
 
 from .client import HttpBlackBox
 from .jobs import JobStore
+from .validation import LOOPBACK, host_allowed, target_host
+from edgezo.errors import ConfigError
 
 log = logging.getLogger("edgezo.service")
 
@@ -38,15 +40,15 @@ def resolve_data(data: dict, data_root: str | Path | None):
     path = None
     if rel is not None:
         if data_root is None:
-            raise ValueError("this service has no data root (--data-root); only built-in data sets like 'digits'")
+            raise ConfigError("this service has no data root (--data-root); only built-in data sets like 'digits'")
         root = Path(data_root).resolve()
         path = (root / rel).resolve()
         if root != path and root not in path.parents:
-            raise ValueError(f"data path {rel!r} leaves the service's data root")
+            raise ConfigError(f"data path {rel!r} leaves the service's data root")
     try:
         ds = load_dataset(name, path, flatten=False)
     except DataError as err:
-        raise ValueError(str(err)) from None
+        raise ConfigError(str(err)) from None
     x_train, x_test, y_test = ds.x_train, ds.x_test, ds.y_test
     if data.get("train_size"):
         x_train = x_train[: int(data["train_size"])]
@@ -57,8 +59,9 @@ def resolve_data(data: dict, data_root: str | Path | None):
 
 class JobWorker(threading.Thread):
     def __init__(self, store: JobStore, workdir: str | Path, *, data_root: str | Path | None = None,
-                 poll_interval: float = 0.5, progress_interval: float = 0.25):
+                 poll_interval: float = 0.5, progress_interval: float = 0.25, allowed_hosts=LOOPBACK):
         super().__init__(name="edgezo-robustify-worker", daemon=True)
+        self.allowed_hosts = tuple(allowed_hosts)
         self.store = store
         self.workdir = Path(workdir)
         self.data_root = data_root
@@ -117,6 +120,9 @@ class JobWorker(threading.Thread):
         try:
             x_train, x_test, y_test, classes = resolve_data(req["data"], self.data_root)
             config = RobustifyConfig.from_dict(req["config"])
+            if not host_allowed(req["target"]["url"], self.allowed_hosts):
+                raise ConfigError(f"target host {target_host(req['target']['url'])!r} is not on this service's "
+                                  "allow-list")
             blackbox = HttpBlackBox(req["target"]["url"], req["target"]["api_key"], output="probabilities")
             robustifier = Robustifier(config, blackbox, x_train, x_test, y_test, out_dir=self.job_dir(job_id),
                                       num_classes=classes, progress=progress, should_stop=should_stop,
@@ -137,7 +143,7 @@ class JobWorker(threading.Thread):
             return
         except Exception as err:  # keep the service alive; the job records what went wrong
             log.error("job %s crashed:\n%s", job_id, traceback.format_exc())
-            self._fail(job_id, f"internal error: {type(err).__name__}: {err}", robustifier)
+            self._fail(job_id, f"internal error ({type(err).__name__}); the service log has the details", robustifier)
             return
         finally:
             if blackbox is not None:

@@ -90,7 +90,7 @@ static long fail(int code, const char *why)
     return -1;
 }
 
-static uint32_t batch_bytes(void) { return D.batch_total * (D.batch_width * D.m.in_features + 1); }
+static uint64_t batch_bytes(void) { return (uint64_t)D.batch_total * ((uint64_t)D.batch_width * D.m.in_features + 1); }
 
 static long h_hello(const uint8_t *b, uint32_t n)
 {
@@ -110,12 +110,16 @@ static long h_set_model(const uint8_t *b, uint32_t n)
 {
     static ez_model m;
     const char *why;
-    uint32_t parts[6];
-    if (ez_model_parse(&m, b, n, &why))
+    uint64_t parts[6];
+    int parsed = ez_model_parse(&m, b, n, &why);
+    if (parsed == EZ_TOO_LARGE)
+        return fail(E_MEMORY, why);
+    if (parsed)
         return fail(E_LENGTH, why);
-    uint32_t total = ez_model_ram(&m, EZ_MAX_FRAME, parts);
-    uint32_t floats = 2 * m.n_params + (uint32_t)m.max_batch * m.in_features + 2 * m.widest + m.out_features;
-    uint32_t arena_need = 4 * floats + m.max_batch + 4;
+    uint64_t total = ez_model_ram(&m, EZ_MAX_FRAME, parts); /* every term < 2^47: no wrap */
+    uint64_t floats = 2 * (uint64_t)m.n_params + (uint64_t)m.max_batch * m.in_features + 2 * (uint64_t)m.widest
+                      + m.out_features;
+    uint64_t arena_need = 4 * floats + m.max_batch + 4;
     if (total > EZ_SRAM_BYTES)
         return fail(E_MEMORY, "model state exceeds the device SRAM (weights, perturbed copy, batch, activations, "
                               "frames); use a TT model or a smaller batch");
@@ -123,7 +127,7 @@ static long h_set_model(const uint8_t *b, uint32_t n)
         return fail(E_MEMORY, "model state exceeds the firmware arena (EZ_ARENA_BYTES)");
     D.m = m;
     D.have_model = 1;
-    D.ram = total;
+    D.ram = (uint32_t)total;
     D.step = 0;
     D.have_batch = 0;
     D.last_n = 0;
@@ -136,7 +140,7 @@ static long h_set_model(const uint8_t *b, uint32_t n)
     D.by = (uint8_t *)(D.logits + m.out_features);
     memset(D.theta, 0, 4 * m.n_params);
     wr32(out_body, m.n_params);
-    wr32(out_body + 4, total);
+    wr32(out_body + 4, (uint32_t)total); /* <= EZ_SRAM_BYTES */
     return 8;
 }
 
@@ -175,12 +179,13 @@ static long load_batch(const uint8_t *b, uint32_t n, uint32_t head, uint32_t wid
         D.batch_scale = scale;
         D.have_batch = 1;
     }
-    uint32_t size = total * (width * feats + 1), nx = width * total * feats;
+    /* 64-bit: total < 2^16 and feats = in_features < 2^28, so neither product wraps (the arena bounds both) */
+    uint64_t size = (uint64_t)total * ((uint64_t)width * feats + 1), nx = (uint64_t)width * total * feats;
     if (!D.have_batch || bid != D.batch_id || total != D.batch_total || width != D.batch_width
-        || off > D.batch_loaded || off + len > size)
+        || off > D.batch_loaded || (uint64_t)off + len > size)
         return fail(E_ARG, "load_batch: chunks must come in order from offset 0");
     for (uint32_t i = 0; i < len; i++) {
-        uint32_t at = off + i;
+        uint64_t at = (uint64_t)off + i;
         uint8_t v = b[head + i];
         if (at >= nx)
             D.by[at - nx] = v;

@@ -12,7 +12,32 @@ static uint32_t prod(const uint8_t *v, int n)
     return p;
 }
 
+/* a * b, saturated at EZ_COUNT_CAP (sizes are checked against EZ_MAX_COUNT before any uint32 use) */
+#define EZ_COUNT_CAP ((uint64_t)1 << 40)
+static uint64_t mul_cap(uint64_t a, uint64_t b)
+{
+    if (a == 0 || b == 0)
+        return 0;
+    if (a > EZ_COUNT_CAP / b)
+        return EZ_COUNT_CAP;
+    return a * b;
+}
+
+static uint64_t prod_cap(const uint8_t *v, int n)
+{
+    uint64_t p = 1;
+    for (int i = 0; i < n; i++)
+        p = mul_cap(p, v[i]);
+    return p;
+}
+
 static uint32_t rd16(const uint8_t *p) { return (uint32_t)p[0] | ((uint32_t)p[1] << 8); }
+
+static int too_large(const char **why)
+{
+    *why = "model too large: a layer or the whole model exceeds EZ_MAX_COUNT floats";
+    return EZ_TOO_LARGE;
+}
 
 int ez_model_parse(ez_model *m, const uint8_t *body, uint32_t n, const char **why)
 {
@@ -32,8 +57,10 @@ int ez_model_parse(ez_model *m, const uint8_t *body, uint32_t n, const char **wh
         return -1;
     }
     uint32_t pos = 4;
+    uint64_t total = 0;
     for (int l = 0; l < m->n_layers; l++) {
         ez_layer *L = &m->layers[l];
+        uint64_t n_params, scratch;
         if (pos + 3 > n)
             return -1;
         L->tt = body[pos];
@@ -47,8 +74,8 @@ int ez_model_parse(ez_model *m, const uint8_t *body, uint32_t n, const char **wh
             L->in_features = rd16(body + pos + 2);
             L->out_features = rd16(body + pos + 4);
             L->bias = body[pos + 6];
-            L->n_params = L->in_features * L->out_features;
-            L->scratch = L->in_features > L->out_features ? L->in_features : L->out_features;
+            n_params = (uint64_t)L->in_features * L->out_features;
+            scratch = L->in_features > L->out_features ? L->in_features : L->out_features;
             pos += 7;
         } else if (L->tt == 1) {
             int K = body[pos + 2];
@@ -69,16 +96,19 @@ int ez_model_parse(ez_model *m, const uint8_t *body, uint32_t n, const char **wh
             for (int k = 0; k < K; k++)
                 if (!L->in_modes[k] || !L->out_modes[k] || !L->ranks[k])
                     return -1;
-            L->in_features = prod(L->in_modes, K);
-            L->out_features = prod(L->out_modes, K);
-            L->n_params = 0;
+            uint64_t in = prod_cap(L->in_modes, K), out = prod_cap(L->out_modes, K);
+            if (in > EZ_MAX_COUNT || out > EZ_MAX_COUNT)
+                return too_large(why);
+            L->in_features = (uint32_t)in;
+            L->out_features = (uint32_t)out;
+            n_params = 0;
             for (int k = 0; k < K; k++)
-                L->n_params += (uint32_t)L->ranks[k] * L->out_modes[k] * L->in_modes[k] * L->ranks[k + 1];
-            L->scratch = L->in_features;
+                n_params += (uint64_t)L->ranks[k] * L->out_modes[k] * L->in_modes[k] * L->ranks[k + 1];
+            scratch = in;
             for (int k = K - 1; k >= 0; k--) {
-                uint32_t s = prod(L->in_modes, k) * L->ranks[k] * prod(L->out_modes + k, K - k);
-                if (s > L->scratch)
-                    L->scratch = s;
+                uint64_t s = mul_cap(mul_cap(prod_cap(L->in_modes, k), L->ranks[k]), prod_cap(L->out_modes + k, K - k));
+                if (s > scratch)
+                    scratch = s;
             }
             pos = p + 3 * K + 2;
         } else {
@@ -87,12 +117,17 @@ int ez_model_parse(ez_model *m, const uint8_t *body, uint32_t n, const char **wh
         if (L->bias > 1 || !L->in_features || !L->out_features)
             return -1;
         if (L->bias)
-            L->n_params += L->out_features;
+            n_params += L->out_features;
         if (l && m->layers[l - 1].out_features != L->in_features) {
             *why = "layer sizes do not chain";
             return -1;
         }
-        m->n_params += L->n_params;
+        total += n_params;
+        if (n_params > EZ_MAX_COUNT || scratch > EZ_MAX_COUNT || total > EZ_MAX_COUNT)
+            return too_large(why);
+        L->n_params = (uint32_t)n_params;
+        L->scratch = (uint32_t)scratch;
+        m->n_params = (uint32_t)total;
         if (L->scratch > m->widest)
             m->widest = L->scratch;
     }
@@ -105,14 +140,14 @@ int ez_model_parse(ez_model *m, const uint8_t *body, uint32_t n, const char **wh
     return 0;
 }
 
-uint32_t ez_model_ram(const ez_model *m, uint32_t max_frame, uint32_t parts[6])
+uint64_t ez_model_ram(const ez_model *m, uint32_t max_frame, uint64_t parts[6])
 {
-    parts[0] = 4 * m->n_params;
-    parts[1] = 4 * m->n_params;
-    parts[2] = (uint32_t)m->max_batch * (4 * m->in_features + 1);
-    parts[3] = 4 * (2 * m->widest + m->out_features);
-    parts[4] = 2 * max_frame;
-    parts[5] = 4 * ((max_frame - 8) / 4) + 16; /* the last evaluate's seeds, kind, offset, count, n (update-last) */
+    parts[0] = 4 * (uint64_t)m->n_params;
+    parts[1] = 4 * (uint64_t)m->n_params;
+    parts[2] = (uint64_t)m->max_batch * (4 * (uint64_t)m->in_features + 1);
+    parts[3] = 4 * (2 * (uint64_t)m->widest + m->out_features);
+    parts[4] = 2 * (uint64_t)max_frame;
+    parts[5] = 4 * (((uint64_t)max_frame - 8) / 4) + 16; /* the last evaluate's seeds, kind, offset, count, n */
     return parts[0] + parts[1] + parts[2] + parts[3] + parts[4] + parts[5];
 }
 

@@ -32,11 +32,16 @@ typedef struct {
     uint32_t n_params, in_features, out_features, widest;
 } ez_model;
 
-/* Parse a SET_MODEL body; 0 or -1 (malformed, message in *why). */
+/* Largest count of floats in one layer's parameters, its widest intermediate or the whole model.
+ * Every size is computed in 64 bits (saturating) and checked against it, so no uint32 size wraps. */
+#define EZ_MAX_COUNT (1u << 28)
+#define EZ_TOO_LARGE (-2)
+
+/* Parse a SET_MODEL body; 0, -1 (malformed) or EZ_TOO_LARGE, with the reason in *why. */
 int ez_model_parse(ez_model *m, const uint8_t *body, uint32_t n, const char **why);
 
-/* Bytes of SRAM by protocol.device_ram_bytes: weights, perturbed, batch, activations, frames. */
-uint32_t ez_model_ram(const ez_model *m, uint32_t max_frame, uint32_t parts[6]);
+/* Bytes of SRAM by protocol.device_ram_bytes: weights, perturbed, batch, activations, frames (64-bit, no wrap). */
+uint64_t ez_model_ram(const ez_model *m, uint32_t max_frame, uint64_t parts[6]);
 
 /* logits (out_features) of one sample x; a and b are scratch buffers of m->widest floats. */
 void ez_forward(const ez_model *m, const float *theta, const float *x, float *a, float *b, float *logits);

@@ -38,7 +38,7 @@ def test_fo_baseline_on_the_same_recipe(tmp_path):
 @pytest.mark.parametrize("argv,message", [
     (["train", "--recipe", "nope"], "unknown recipe 'nope'"),
     (["train", "--resume"], "--resume needs --out"),
-    (["train", "--set", "estimator.q"], "--set expects section.key=value"),
+    (["train", "--set", "estimator.q"], "--set expects KEY=VALUE"),
     (["train", "--estimator", "magic", "--epochs", "1"], "unknown estimator 'magic'"),
     (["train", "--recipe", "missing.toml"], "does not exist"),
 ])

@@ -30,6 +30,7 @@ LAYERS = [
     ("edgezo.oracles", 4),
     ("edgezo.trainer", 5), ("edgezo.optim", 5), ("edgezo.data", 5), ("edgezo.recipes", 5), ("edgezo.plots", 5),
     ("edgezo.distributed", 5), ("edgezo.checkpoint", 5), ("edgezo.tracking", 5),
+    ("edgezo.overrides", 5), ("edgezo.recipe_schema", 5), ("edgezo.tasks", 5),
     ("edgezo.adapters", 6),
     ("edgezo.bench", 7), ("edgezo.host", 7), ("edgezo.export", 7), ("edgezo.targets", 7),
     ("edgezo.commands", 8),

@@ -20,14 +20,14 @@ def test_duplicate_files_refused(tmp_path, monkeypatch):
 
 
 def test_parse_errors():
-    with pytest.raises(R.RecipeError, match="missing the string field 'description'"):
+    with pytest.raises(R.RecipeError, match="missing the required field 'description'"):
         R.parse_recipe('name = "x"\n[estimator]\nkind="rge"\n')
     with pytest.raises(R.RecipeError, match="needs an \\[estimator\\]"):
         R.parse_recipe('name = "x"\ndescription = "y"\n')
 
 
 def test_overrides_and_estimator_swap():
-    r = R.apply_overrides(R.get_recipe("digits-mlp"), R.parse_set(["estimator.q=64", "train.schedule='cosine'"]))
+    r = R.apply_overrides(R.get_recipe("digits-mlp-rge"), R.parse_set(["estimator.q=64", "train.schedule='cosine'"]))
     assert r.config["estimator"]["q"] == 64
     fo = R.with_estimator(r, "fo")
     assert fo.config["estimator"] == {"kind": "fo"}

@@ -289,3 +289,53 @@ def test_qemu_compact_messages(tmp_path, sim):
     for a, b in zip(q_losses, s_losses):
         np.testing.assert_allclose(a, b, rtol=1e-6, atol=0)
     np.testing.assert_array_equal(q_losses[0], q_losses[1])
+
+
+@pytest.mark.firmware
+@pytest.mark.parametrize("where", ["firmware", "simulator"])
+def test_models_whose_sizes_overflow_32_bits_are_refused_as_out_of_memory(host_fw, sim, where):
+    """Sizes near 2^16 / 2^32 (and TT layers whose counts wrap in 32-bit arithmetic) get the protocol's
+    out_of_memory error from both devices, never a model that seems to fit."""
+    import math
+
+    from edgezo.host.link import DeviceError
+    from edgezo.targets.fuzz import WRAPPING_TT
+
+    bodies = [P.ModelSpec((P.LayerSpec("dense", (65535,), (65535,), (), True, "identity"),), 1).encode(),
+              P.ModelSpec((P.LayerSpec("dense", (64,), (10,), (), True, "identity"),), 65535).encode()]
+    for ins, outs, ranks in WRAPPING_TT:
+        assert math.prod(ins) * max(ranks) * math.prod(outs) > 2**32
+        bodies.append(P.ModelSpec((P.LayerSpec("tt", tuple(ins), tuple(outs), tuple(ranks), False, "identity"),),
+                                  1).encode())
+    port = host_fw.port if where == "firmware" else sim.port
+    with DeviceLink(port, timeout=5) as link:
+        for body in bodies:
+            with pytest.raises(DeviceError, match="out_of_memory"):
+                link.request(P.SET_MODEL, body)
+
+
+@pytest.mark.firmware
+def test_device_sim_exits_non_zero_when_its_firmware_dies(tmp_path):
+    """`edgezo device sim --firmware host` reports the death of the firmware process with a non-zero status."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    _need("host")
+    proc = subprocess.Popen([sys.executable, "-m", "edgezo", "device", "sim", "--firmware", "host"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().startswith("PORT ")
+        children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children")
+        if not children.exists():
+            pytest.skip("needs /proc/PID/task/PID/children (Linux) to find the firmware process")
+        firmware = [int(pid) for pid in children.read_text().split()]
+        assert len(firmware) == 1
+        os.kill(firmware[0], signal.SIGKILL)
+        assert proc.wait(timeout=30) != 0
+        assert "firmware process stopped" in proc.stderr.read()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

@@ -60,7 +60,7 @@ def test_export_loads_a_checkpoint(tmp_path, capsys):
     out = tmp_path / "exp"
     assert main(["export", "--recipe", "digits-mlp-rge", "--checkpoint", str(run), "--out", str(out),
                  "--no-tvm"]) == 0
-    trained = torch.load(run / "checkpoint.pt", weights_only=False)["params"]
+    trained = torch.load(run / "checkpoint.pt", weights_only=True)["params"]
     shipped = np.fromfile(out / "params.bin", dtype="<f4")
     assert np.array_equal(shipped, trained.numpy())
     header = (out / "model_params.h").read_text()

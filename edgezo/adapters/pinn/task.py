@@ -36,6 +36,7 @@ from ...recipes import Recipe, RecipeError, make_oracle, phases_of, train_config
 from .model import SteinPINN
 from .pde import PDE, build_pde, relative_l2
 from .stein import SteinDerivatives
+from edgezo.errors import ConfigError
 
 __all__ = ["build", "CollocationBatches", "pinn_evaluator", "build_pinn_model", "PINN_DEFAULTS"]
 
@@ -58,9 +59,9 @@ class CollocationBatches:
 
     def __init__(self, pde: PDE, batch_size: int, seed: int, *, steps_per_epoch: int = 100, device="cpu"):
         if batch_size < 1:
-            raise ValueError(f"batch_size (collocation points per step) must be >= 1, got {batch_size}")
+            raise ConfigError(f"batch_size (collocation points per step) must be >= 1, got {batch_size}")
         if steps_per_epoch < 1:
-            raise ValueError(f"steps_per_epoch must be >= 1, got {steps_per_epoch}")
+            raise ConfigError(f"steps_per_epoch must be >= 1, got {steps_per_epoch}")
         self.pde, self.batch_size, self.seed = pde, int(batch_size), int(seed)
         self.steps_per_epoch = int(steps_per_epoch)
         self.device = device

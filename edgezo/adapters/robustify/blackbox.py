@@ -23,16 +23,24 @@ from typing import Callable, Sequence
 
 import numpy as np
 import torch
+from edgezo.errors import ConfigError, EdgezoError, MissingFile
 
 OUTPUTS = ("probabilities", "labels")
 
 
-class QueryBudgetExceeded(RuntimeError):
+class QueryBudgetExceeded(EdgezoError, RuntimeError):
     """A call would exceed the query budget of a black box; nothing was sent."""
 
 
-class BlackBoxError(RuntimeError):
-    """The black box answered something unusable (wrong shape, non-finite values, refused)."""
+class BlackBoxError(EdgezoError, RuntimeError):
+    """The black box answered something unusable (wrong shape, non-finite values, refused).
+
+    ``status`` is the HTTP status of a remote black box's answer (None: unreachable or local).
+    """
+
+    def __init__(self, message: str, *, status: int | None = None):
+        super().__init__(message)
+        self.status = status
 
 
 class BlackBox(abc.ABC):
@@ -50,11 +58,11 @@ class BlackBox(abc.ABC):
     def __init__(self, *, input_shape: Sequence[int] | None, output: str = "probabilities",
                  budget: int | None = None, max_batch: int = 4096):
         if output not in OUTPUTS:
-            raise ValueError(f"output must be one of {OUTPUTS}, got {output!r}")
+            raise ConfigError(f"output must be one of {OUTPUTS}, got {output!r}")
         if budget is not None and budget < 0:
-            raise ValueError(f"budget must be >= 0 or None, got {budget}")
+            raise ConfigError(f"budget must be >= 0 or None, got {budget}")
         if max_batch < 1:
-            raise ValueError(f"max_batch must be positive, got {max_batch}")
+            raise ConfigError(f"max_batch must be positive, got {max_batch}")
         self.input_shape = None if input_shape is None else tuple(int(s) for s in input_shape)
         self.output = output
         self.budget = budget
@@ -76,7 +84,7 @@ class BlackBox(abc.ABC):
         if self.input_shape is not None:
             per_sample = int(np.prod(self.input_shape))
             if arr.ndim < 1 or arr.size != arr.shape[0] * per_sample:
-                raise ValueError(f"the black box takes samples of shape {self.input_shape} ({per_sample} values), "
+                raise ConfigError(f"the black box takes samples of shape {self.input_shape} ({per_sample} values), "
                                  f"got a batch of shape {tuple(arr.shape)}")
             arr = arr.reshape(arr.shape[0], *self.input_shape)
         return np.ascontiguousarray(arr, dtype=np.float32)
@@ -96,7 +104,7 @@ class BlackBox(abc.ABC):
         arr = self._prepare(x)
         n = arr.shape[0]
         if n == 0:
-            raise ValueError("empty batch sent to the black box")
+            raise ConfigError("empty batch sent to the black box")
         self.reserve(n)
         parts = [self._check(self._query(arr[lo : lo + self.max_batch]), min(self.max_batch, n - lo))
                  for lo in range(0, n, self.max_batch)]
@@ -144,7 +152,7 @@ class CallableBlackBox(BlackBox):
                  max_batch: int = 4096):
         super().__init__(input_shape=input_shape, output=output, budget=budget, max_batch=max_batch)
         if scores not in ("probabilities", "logits"):
-            raise ValueError(f"scores must be 'probabilities' or 'logits', got {scores!r}")
+            raise ConfigError(f"scores must be 'probabilities' or 'logits', got {scores!r}")
         self.fn, self.scores = fn, scores
 
     def _query(self, x: np.ndarray) -> np.ndarray:
@@ -183,22 +191,22 @@ class OnnxBlackBox(BlackBox):
         import onnxruntime as ort
 
         if scores not in ("probabilities", "logits"):
-            raise ValueError(f"scores must be 'probabilities' or 'logits', got {scores!r}")
+            raise ConfigError(f"scores must be 'probabilities' or 'logits', got {scores!r}")
         if not os.path.isfile(path):
-            raise FileNotFoundError(f"ONNX model {path} does not exist")
+            raise MissingFile(f"ONNX model {path} does not exist")
         opts = ort.SessionOptions()
         if threads:
             opts.intra_op_num_threads = int(threads)
         try:
             self.session = ort.InferenceSession(os.fspath(path), opts, providers=["CPUExecutionProvider"])
         except Exception as err:  # onnxruntime raises its own exception types
-            raise ValueError(f"cannot load ONNX model {path}: {err}") from None
+            raise ConfigError(f"cannot load ONNX model {path}: {err}") from None
         inp = self.session.get_inputs()[0]
         self.input_name = inp.name
         declared = [d if isinstance(d, int) else None for d in inp.shape[1:]]
         if input_shape is None:
             if any(d is None for d in declared):
-                raise ValueError(f"ONNX model {path} has a symbolic sample shape {inp.shape}; pass input_shape")
+                raise ConfigError(f"ONNX model {path} has a symbolic sample shape {inp.shape}; pass input_shape")
             input_shape = declared
         super().__init__(input_shape=input_shape, output=output, budget=budget, max_batch=max_batch)
         self.scores = scores

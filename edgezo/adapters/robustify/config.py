@@ -12,6 +12,9 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Mapping
+import math
+
+from edgezo.errors import ConfigError, did_you_mean
 
 METHODS = ("fo-ds", "zo-ds", "zo-ae-ds")
 ESTIMATORS = ("rge", "cge")
@@ -86,18 +89,20 @@ class RobustifyConfig:
         ]
         for ok, message in checks:
             if not ok:
-                raise ValueError(message)
+                raise ConfigError(message)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "RobustifyConfig":
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"unknown robustify setting(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+        types = {f.name: str(f.type) for f in fields(cls)}
+        for key, value in data.items():
+            if key not in types:
+                raise ConfigError(f"unknown robustify setting {key!r}{did_you_mean(key, types)}; "
+                                  f"known: {', '.join(sorted(types))}")
+            _check_type(key, value, types[key])
         try:
             return cls(**dict(data))
         except TypeError as err:
-            raise ValueError(f"bad robustify settings: {err}") from None
+            raise ConfigError(f"bad robustify settings: {err}") from None
 
     def as_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -140,10 +145,37 @@ class RobustifyConfig:
         """The plan, or ValueError when the budget cannot cover labels, one step and the certification."""
         plan = self.plan(n_train, n_test, image_numel)
         if self.query_budget is not None and self.query_budget < plan["minimum"]:
-            raise ValueError(
+            raise ConfigError(
                 f"query_budget {self.query_budget} is too small: labels need {plan['labels']}, "
                 f"certifying {n_test} images needs {plan['certification']} (n0 + n = {self.n0 + self.n} each) "
                 f"and one training step {plan['minimum'] - plan['labels'] - plan['certification']}; "
                 f"raise the budget to at least {plan['minimum']} (the full run needs {plan['total']}) "
                 f"or certify fewer images / lower n")
         return plan
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and abs(value) <= 2**53
+
+
+def _is_number(value: Any) -> bool:
+    if isinstance(value, float):
+        return math.isfinite(value)
+    return _is_int(value)
+
+
+_EXPECTED = {
+    "int": ("an integer of at most 2^53", lambda v: _is_int(v)),
+    "int | None": ("an integer of at most 2^53 or none", lambda v: v is None or _is_int(v)),
+    "float": ("a finite number", _is_number),
+    "str": ("a string", lambda v: isinstance(v, str)),
+    "tuple[float, ...]": ("a list of finite numbers",
+                          lambda v: isinstance(v, (list, tuple)) and all(map(_is_number, v))),
+}
+
+
+def _check_type(key: str, value: Any, annotation: str) -> None:
+    """Refuse ``value`` for setting ``key`` unless it has the field's type (named in the message)."""
+    expected, ok = _EXPECTED.get(annotation, (None, None))
+    if ok is not None and not ok(value):
+        raise ConfigError(f"robustify setting {key!r} must be {expected}, got {value!r} ({type(value).__name__})")

@@ -46,15 +46,17 @@ from .config import RobustifyConfig
 from .frontend import DenoiserEncoder, Frontend, trainable_modules
 from .latent_oracle import LatentOracle
 from .onnx_export import export_module
+from edgezo import checkpoint
+from edgezo.errors import CheckpointError, EdgezoError
 
 from .meter import _Meter
 
 STAGES = ("labels", "autoencoder", "warmup", "stability", "certify", "export")
 CHECKPOINT = "checkpoint.pt"
-CHECKPOINT_VERSION = 1
+CHECKPOINT_KIND = "robustify"
 
 
-class Interrupted(RuntimeError):
+class Interrupted(EdgezoError, RuntimeError):
     """``should_stop()`` asked the run to stop; the checkpoint holds everything done so far."""
 
 
@@ -124,7 +126,7 @@ class Robustifier:
             autoencoder.load_state_dict(self.init["autoencoder"])
         self.frontend = Frontend(denoiser, autoencoder)
         self.state: dict[str, Any] = {
-            "version": CHECKPOINT_VERSION, "config": cfg.as_dict(), "data": self._data_signature(),
+            "config": cfg.as_dict(), "data": self._data_signature(),
             "stage": STAGES[0], "step": 0, "optimizer": None, "labels": None, "certificates": [],
             "queries": {s: 0 for s in STAGES} | {"unrecorded": 0}, "history": [], "truncated_at": None,
             "forward_passes": 0, "samples_forwarded": 0, "wall_s": 0.0, "sessions": 0, "session_starts": [],
@@ -140,27 +142,25 @@ class Robustifier:
     def checkpoint_path(self) -> Path:
         return self.out_dir / CHECKPOINT
 
+    def _settings(self) -> dict:
+        return {"config": self.config.as_dict(), "data": self._data_signature()}
+
     def _save(self, optimizer: torch.optim.Optimizer | None = None) -> None:
         self.state["frontend"] = self.frontend.state_dict()
         self.state["optimizer"] = optimizer.state_dict() if optimizer is not None else None
         self._sync_queries()
         self.state["wall_s"] = self._wall()
-        io.torch_save(self.state, self.checkpoint_path)
+        checkpoint.save(self.checkpoint_path, CHECKPOINT_KIND, self.state, settings=self._settings())
 
     def _load(self) -> bool:
         if not self.checkpoint_path.exists():
             return False
-        state = torch.load(self.checkpoint_path, map_location="cpu", weights_only=False)
-        if state.get("version") != CHECKPOINT_VERSION:
-            raise ValueError(f"{self.checkpoint_path} has checkpoint version {state.get('version')}, "
-                             f"this edgezo writes {CHECKPOINT_VERSION}; start a new run in another directory")
-        if state["config"] != self.config.as_dict():
-            diff = sorted(k for k in state["config"] if state["config"][k] != self.config.as_dict().get(k))
-            raise ValueError(f"{self.checkpoint_path} belongs to a run with other settings ({', '.join(diff)}); "
-                             "resume with the same settings or use another output directory")
-        if state["data"] != self._data_signature():
-            raise ValueError(f"{self.checkpoint_path} was written for other data; resume with the same data")
-        self.frontend.load_state_dict(state["frontend"])
+        state = checkpoint.load(self.checkpoint_path, CHECKPOINT_KIND, settings=self._settings(),
+                                required=("frontend", "stage", "step", "queries", "history"))
+        try:
+            self.frontend.load_state_dict(state["frontend"])
+        except (RuntimeError, TypeError, KeyError) as err:
+            raise CheckpointError(f"{self.checkpoint_path}: its front end does not fit this run ({err})") from None
         self.state = state
         return True
 

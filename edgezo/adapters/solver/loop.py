@@ -37,6 +37,7 @@ import numpy as np
 import torch
 from torch import nn
 from torch.func import functional_call
+from edgezo.errors import EdgezoError
 
 from ...models.protocols import StackedForward
 
@@ -45,7 +46,7 @@ LOSSES = ("mae", "mse")
 SolverStep = Callable[[np.ndarray], np.ndarray]
 
 
-class SolverError(RuntimeError):
+class SolverError(EdgezoError, RuntimeError):
     """The black-box solver returned something that is not a valid next state."""
 
 

@@ -40,6 +40,7 @@ import torch
 from .burgers import BurgersSolver, TorchBurgers, initial_condition_fns, reference_trajectory
 from .loop import SolverInTheLoop
 from .oracle import SolverOracle
+from edgezo.errors import ConfigError
 
 PRIMARY_METRIC = "test_mae"
 
@@ -60,10 +61,10 @@ class BurgersProblem:
 
     def __post_init__(self):
         if self.train < 1 or self.test < 1:
-            raise ValueError(f"need at least one train and one test initial condition, got train={self.train}, "
+            raise ConfigError(f"need at least one train and one test initial condition, got train={self.train}, "
                              f"test={self.test}")
         if self.train_seed == self.test_seed:
-            raise ValueError(f"train_seed and test_seed are both {self.train_seed}; the test initial conditions "
+            raise ConfigError(f"train_seed and test_seed are both {self.train_seed}; the test initial conditions "
                              "must be held out (use different seeds)")
 
     @classmethod
@@ -72,7 +73,7 @@ class BurgersProblem:
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(spec) - known)
         if unknown:
-            raise ValueError(f"{recipe.source}: unknown [solver]/[data] keys {unknown}; known: {sorted(known)}")
+            raise ConfigError(f"{recipe.source}: unknown [solver]/[data] keys {unknown}; known: {sorted(known)}")
         return cls(**spec)
 
     def solver(self) -> BurgersSolver:
@@ -154,7 +155,7 @@ def build(recipe, *, data_path=None, device="cpu", out_dir=None, progress=True, 
     from ...trainer import DatasetBatches, Trainer
 
     if oracle_factory is not None:
-        raise ValueError("the solver task evaluates its corrector with the torch backend around the numpy solver; "
+        raise ConfigError("the solver task evaluates its corrector with the torch backend around the numpy solver; "
                          "run it without --backend (or --backend torch)")
     problem = BurgersProblem.from_recipe(recipe)
     data = burgers_data(problem)

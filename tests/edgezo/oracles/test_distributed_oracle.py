@@ -192,8 +192,8 @@ def test_train_with_two_workers_matches_one_process(tmp_path, capfd):
               "--set", 'oracle.path="stacked"']
     assert main(["train", "--out", str(tmp_path / "one")] + common) == 0
     assert main(["train", "--out", str(tmp_path / "two"), "--workers", "2"] + common) == 0
-    one = torch.load(tmp_path / "one" / "checkpoint.pt", weights_only=False)
-    two = torch.load(tmp_path / "two" / "checkpoint.pt", weights_only=False)
+    one = torch.load(tmp_path / "one" / "checkpoint.pt", weights_only=True)
+    two = torch.load(tmp_path / "two" / "checkpoint.pt", weights_only=True)
     assert torch.equal(one["params"], two["params"])
     m1 = json.loads((tmp_path / "one" / "metrics.json").read_text())
     m2 = json.loads((tmp_path / "two" / "metrics.json").read_text())
@@ -217,8 +217,8 @@ def test_torchrun_matches_one_process(tmp_path):
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert done.stdout.count("test_accuracy") == 1  # only rank 0 reports
-    one = torch.load(tmp_path / "one" / "checkpoint.pt", weights_only=False)
-    two = torch.load(tmp_path / "two" / "checkpoint.pt", weights_only=False)
+    one = torch.load(tmp_path / "one" / "checkpoint.pt", weights_only=True)
+    two = torch.load(tmp_path / "two" / "checkpoint.pt", weights_only=True)
     assert torch.equal(one["params"], two["params"])
     assert json.loads((tmp_path / "two" / "metrics.json").read_text())["workers"] == 2
 

@@ -77,7 +77,7 @@ def test_two_gloo_ranks_equal_one_process(tmp_path):
     import torch.multiprocessing as mp
 
     mp.spawn(_worker, args=(2, str(tmp_path / "init"), str(tmp_path)), nprocs=2, join=True)
-    r0, r1 = (torch.load(tmp_path / f"rank{r}.pt") for r in (0, 1))
+    r0, r1 = (torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1))
     try:
         model, batch = problem()
         oracle = StagedOracle(model, cross_entropy)
