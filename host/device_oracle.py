@@ -93,8 +93,11 @@ class DeviceOracle(Oracle):
 
     def __init__(self, model: torch.nn.Module, loss_fn=None, *, link: DeviceLink | str, groups=None,
                  max_batch: int = 64, checkpoint_every: int = 20, timeout: float = 2.0, retries: int = 20,
-                 frame_bytes: int | None = None, compact: bool = True):
+                 frame_bytes: int | None = None, compact: bool = True, predictor=None):
         self.model = model
+        #: ``predictor(x, flat_theta) -> outputs`` for :meth:`predict` when the device's arithmetic is not the
+        #: host model's (the RTL device's int8 datapath, docs/rtl.md); None: the host model in float32
+        self.predictor = predictor
         self.space = ParamSpace(model, groups)
         self.layout = self.space.layout
         off = 0
@@ -294,6 +297,8 @@ class DeviceOracle(Oracle):
         self._restore(values.detach().cpu().to(torch.float32).numpy(), self.step, [])
 
     def predict(self, x: torch.Tensor) -> torch.Tensor:
+        if self.predictor is not None:
+            return self.predictor(x, self.get_flat())
         self.space.set_flat(self.get_flat().to(self.space.dtype))
         with torch.no_grad():
             return self.model(x)

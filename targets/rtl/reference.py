@@ -28,7 +28,7 @@ import torch
 from ..numerics import QuantizedLinear, int_linear, requant_multiplier
 
 __all__ = ["FRAC_BITS", "layer_exponent", "to_master", "from_master", "delta_of", "quantized_layer",
-           "forward_q", "RtlReference"]
+           "forward_q", "RtlReference", "predictor_for"]
 
 FRAC_BITS = 4
 INT16 = (-(2**15), 2**15 - 1)
@@ -93,9 +93,10 @@ def forward_q(x_q: torch.Tensor, layers: Sequence[QuantizedLinear], relu: Sequen
 class RtlReference:
     """The RTL device's model: dense layers ``sizes`` with biases, ReLU between, int16 masters ``theta``."""
 
-    def __init__(self, sizes: Sequence[int], bias: bool = True):
+    def __init__(self, sizes: Sequence[int], bias: bool = True, relu: bool = True):
         self.sizes = [int(s) for s in sizes]
         self.bias = bool(bias)
+        self.relu = bool(relu)
         self.exponents = [layer_exponent(n) for n in self.sizes[:-1]]
         self.slices = []
         off = 0
@@ -134,7 +135,7 @@ class RtlReference:
     def logits(self, x: torch.Tensor, theta: np.ndarray | None = None) -> torch.Tensor:
         """float inputs -> float logits ``y_q / 16`` of the int8 datapath."""
         x_q = torch.round(x.reshape(x.shape[0], -1).to(torch.float64) * 2.0**FRAC_BITS).clamp(-128, 127)
-        relu = [True] * (len(self.sizes) - 2) + [False]
+        relu = [self.relu] * (len(self.sizes) - 2) + [False]
         return forward_q(x_q.to(torch.int64), self.layers(theta), relu).to(torch.float32) / 2.0**FRAC_BITS
 
     def perturbed(self, z: np.ndarray, s: float, lo: int = 0, hi: int | None = None) -> np.ndarray:
@@ -147,3 +148,18 @@ class RtlReference:
 
     def update(self, z: np.ndarray, a: float, lo: int = 0, hi: int | None = None) -> None:
         self.theta = self.perturbed(z, a, lo, hi)
+
+
+def predictor_for(model: torch.nn.Module):
+    """``predict(x, flat_theta) -> logits`` of the RTL device for an MLP (``models/mlp.py``): the int8 datapath on
+    the weights read back from the device (exact: ``t · 2^-e``), for test metrics computed on the host."""
+    sizes = getattr(model, "sizes", None)
+    if sizes is None or not all(isinstance(m, torch.nn.Linear) for m in model.layers):
+        raise ValueError(f"the RTL device runs dense MLPs (models/mlp.py), not {type(model).__name__}")
+    ref = RtlReference(sizes, bias=model.layers[0].bias is not None, relu=getattr(model, "activation", "") == "relu")
+
+    def predict(x: torch.Tensor, flat: torch.Tensor) -> torch.Tensor:
+        ref.load_float(flat.detach().cpu().numpy())
+        return ref.logits(x.detach().cpu())
+
+    return predict
