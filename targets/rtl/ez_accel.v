@@ -83,7 +83,7 @@ module ez_accel #(
     reg [1:0]     gstep;          // GEN: H(seed ^ TAG), H(.), H(j), H(. ^ key)
     reg [31:0]    key;
     reg [PAW:0]   up, up_end;     // UPDATE: parameter pointer and end
-    reg           uv1;            // UPDATE: the read issued last cycle is in th_q / z_q
+    reg           uv1;            // UPDATE: a read in s1 (its address ua1)
     reg [PAW-1:0] ua1;
 
     wire [PAW:0]  l_end    = l_bbase[l] + (l_flags[l][1] ? l_out[l][PAW:0] : {(PAW+1){1'b0}});
@@ -147,25 +147,38 @@ module ez_accel #(
     ez_requant requant (.clk(clk), .rst(rst), .start(q_start), .acc(acc), .m(l_m[l]), .shift(l_shift[l]),
                         .relu(l_flags[l][0]), .busy(q_busy), .y(q_y));
 
-    // ------------------------------------------------------------ theta + delta * z, saturated; w_q, b_q
-    reg                pip_v1, pip_b1, pip_in1;    // stage 1 (memory outputs): valid, bias element, in range
+    // ------------------------------------------------------------ the MAC pipeline
+    // issue (addresses) -> s1: memory outputs -> s2: theta, z bit, input -> s3: t = sat16(theta +- delta)
+    // -> s4: w_q or b_q -> s5: term = w_q x_q or b_q -> accumulator. UPDATE shares s1 and s2 and writes
+    // theta back from s2.
+    reg                pip_v1, pip_b1, pip_in1;    // s1: valid, bias element, in range
     reg  [4:0]         pip_bit1;
-    wire signed [31:0] delta = l_delta[l];
-    wire               zbit  = z_q[pip_bit1];       // z = 1 - 2 zbit
-    wire signed [32:0] d33   = $signed({delta[31], delta});
-    wire signed [32:0] t_sum = $signed({{17{th_q[15]}}, th_q}) + (zbit ? -d33 : d33);
-    wire signed [15:0] t_sat = (t_sum > 33'sd32767) ? 16'sh7FFF : (t_sum < -33'sd32768) ? 16'sh8000 : t_sum[15:0];
-    wire signed [15:0] t_eff = pip_in1 ? t_sat : $signed(th_q);
-    wire signed [7:0]  w_fl  = t_eff[15:8];                             // floor(t / 2^8)
-    wire               w_up  = t_eff[7] & ((|t_eff[6:0]) | t_eff[8]);  // round half to even
-    wire signed [8:0]  w_rn  = $signed({w_fl[7], w_fl}) + $signed({8'd0, w_up});
-    wire signed [7:0]  w_q   = (w_rn > 9'sd127) ? 8'sd127 : (w_rn < -9'sd127) ? -8'sd127 : w_rn[7:0];
-    wire signed [11:0] b_fl  = t_eff[15:4];                             // floor(t / 2^4)
-    wire               b_up  = t_eff[3] & ((|t_eff[2:0]) | t_eff[4]);
+    reg                s2_v, s2_b, s2_in, s2_neg;  // s2: z = -1 where s2_neg
+    reg  [15:0]        s2_th;
+    reg  signed [7:0]  s2_x;
+    reg                s3_v, s3_b;
+    reg  signed [15:0] s3_t;
+    reg  signed [7:0]  s3_x;
+    reg                s4_v, s4_b;
+    reg  signed [7:0]  s4_w, s4_x;
+    reg  signed [12:0] s4_bq;
+    reg                s5_v;
+    reg  signed [31:0] term;
+    reg  signed [32:0] d_pos, d_neg;              // +-delta of the current layer, latched per layer
+    wire signed [32:0] t_sum = $signed({{17{s2_th[15]}}, s2_th}) + (s2_neg ? d_neg : d_pos);
+    wire               t_ovf = (t_sum[32:15] != {18{t_sum[32]}});
+    wire signed [15:0] t_sat = t_ovf ? (t_sum[32] ? 16'sh8000 : 16'sh7FFF) : t_sum[15:0];
+    wire signed [7:0]  w_fl  = s3_t[15:8];                           // floor(t / 2^8)
+    wire               w_up  = s3_t[7] & ((|s3_t[6:0]) | s3_t[8]);  // round half to even
+    // round, then clamp to [-127, 127]: floor -128 gives -127 either way, floor 127 stays 127
+    wire signed [7:0]  w_q   = (w_fl == -8'sd128) ? -8'sd127 : (w_fl == 8'sd127) ? 8'sd127 : w_fl + $signed({7'd0, w_up});
+    wire signed [11:0] b_fl  = s3_t[15:4];                           // floor(t / 2^4)
+    wire               b_up  = s3_t[3] & ((|s3_t[2:0]) | s3_t[4]);
     wire signed [12:0] b_q   = $signed({b_fl[11], b_fl}) + $signed({12'd0, b_up});
     wire signed [7:0]  x_in  = (l == 0) ? $signed(x_q) : (l[0] ? $signed(a0_q) : $signed(a1_q));
-    reg  signed [31:0] term;                                            // stage 2: w_q x_q or b_q
-    reg                pip_v2;
+    wire               in_flight = pip_v1 | s2_v | s3_v | s4_v | s5_v;
+    reg                uv2;
+    reg  [PAW-1:0]     ua2;
 
     always @(posedge clk) begin
         if (rst) begin
@@ -174,14 +187,19 @@ module ez_accel #(
             rdata <= 32'd0;
             th_we <= 1'b0; z_we <= 1'b0; a_we <= 1'b0;
             h_start <= 1'b0; q_start <= 1'b0;
-            pip_v1 <= 1'b0; pip_v2 <= 1'b0; uv1 <= 1'b0; issuing <= 1'b0;
+            pip_v1 <= 1'b0; s2_v <= 1'b0; s3_v <= 1'b0; s4_v <= 1'b0; s5_v <= 1'b0; uv1 <= 1'b0; uv2 <= 1'b0;
+            issuing <= 1'b0;
             xbase <= 0; i <= 0;
         end else begin
             th_we <= 1'b0; z_we <= 1'b0; a_we <= 1'b0; h_start <= 1'b0; q_start <= 1'b0;
             pip_v1 <= 1'b0;
-            pip_v2 <= pip_v1;
-            term <= pip_b1 ? $signed({{19{b_q[12]}}, b_q}) : w_q * x_in;
-            if (pip_v2) acc <= acc + term;
+            s2_v <= pip_v1; s2_b <= pip_b1; s2_in <= pip_in1; s2_neg <= z_q[pip_bit1]; s2_th <= th_q; s2_x <= x_in;
+            s3_v <= s2_v; s3_b <= s2_b; s3_t <= s2_in ? t_sat : $signed(s2_th); s3_x <= s2_x;
+            s4_v <= s3_v; s4_b <= s3_b; s4_w <= w_q; s4_bq <= b_q; s4_x <= s3_x;
+            s5_v <= s4_v;
+            term <= s4_b ? $signed({{19{s4_bq[12]}}, s4_bq}) : s4_w * s4_x;
+            if (s5_v) acc <= acc + term;
+            uv2 <= uv1; ua2 <= ua1;
             case (state)
             S_IDLE: if (cmd_valid && !busy) begin
                 rdata_op <= cmd_op;
@@ -226,6 +244,7 @@ module ez_accel #(
             // ---------------- FORWARD: per layer, per output neuron: MAC pipeline, then requantize
             S_LAYER: begin
                 o <= 0; wp <= l_wbase[l]; bp <= l_bbase[l];
+                d_pos <= $signed({l_delta[l][31], l_delta[l]}); d_neg <= -$signed({l_delta[l][31], l_delta[l]});
                 state <= S_NEURON;
             end
             S_NEURON: begin
@@ -244,7 +263,7 @@ module ez_accel #(
                     end else begin
                         bp <= bp + 1'b1; issuing <= 1'b0;
                     end
-                end else if (!pip_v1 && !pip_v2) begin
+                end else if (!in_flight) begin
                     state <= S_REQ;
                 end
             end
@@ -262,19 +281,20 @@ module ez_accel #(
             // ---------------- UPDATE: theta[p] = sat16(theta[p] + delta z[p]) on [u_lo, u_hi), one per cycle
             S_UPD: begin
                 up <= u_lo; up_end <= u_hi; uv1 <= 1'b0;
+                d_pos <= $signed({l_delta[l][31], l_delta[l]}); d_neg <= -$signed({l_delta[l][31], l_delta[l]});
                 state <= (u_lo < u_hi) ? S_UPD_RUN : S_IDLE;
             end
             S_UPD_RUN: begin
                 uv1 <= 1'b0;
                 if (up < up_end) begin
                     pip_bit1 <= up[4:0]; pip_in1 <= 1'b1;
-                    uv1 <= 1'b1; ua1 <= up[PAW-1:0];
+                    uv1 <= 1'b1; ua1 <= up[PAW-1:0]; pip_v1 <= 1'b1; pip_b1 <= 1'b0;
                     up <= up + 1'b1;
-                end else if (!uv1) begin
+                end else if (!uv1 && !uv2 && !s2_v) begin
                     state <= S_IDLE;
                 end
-                if (uv1) begin
-                    th_we <= 1'b1; th_waddr <= ua1; th_wdata <= t_sat;
+                if (s2_v) begin
+                    th_we <= 1'b1; th_waddr <= ua2; th_wdata <= t_sat;
                 end
             end
             default: state <= S_IDLE;

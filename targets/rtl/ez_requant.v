@@ -9,7 +9,7 @@
 // product unshifted; shift >= 63 gives 0 (as rounding_right_shift does).
 // Round half to even: with t = p >>> (shift-1), the round bit is t[0], the
 // quotient floor(p / 2^shift) is t >>> 1, and the sticky bit ORs the bits of
-// p below shift-1.
+// p below shift-1 (two more cycles: shift and sticky, then round and clamp).
 module ez_requant (
     input  wire               clk,
     input  wire               rst,
@@ -21,44 +21,62 @@ module ez_requant (
     output wire               busy,
     output reg  signed [7:0]  y
 );
-    reg               running;
+    localparam [1:0] IDLE = 2'd0, MUL = 2'd1, SHIFT = 2'd2, ROUND = 2'd3;
+    reg        [1:0]  state;
     reg signed [63:0] a;
     reg        [31:0] b;
     reg signed [63:0] p;
-    reg        [7:0]  sh;
-    reg               rl;
+    reg        [63:0] below;    // bits of p under the round bit
+    reg        [5:0]  shm1;     // shift - 1 (shift in 1 .. 63)
+    reg               no_shift, to_zero, rl;
+    reg signed [63:0] t;
+    reg               sticky;
 
-    assign busy = running;
+    assign busy = (state != IDLE);
 
-    wire signed [63:0] t      = p >>> (sh - 8'd1);
-    wire        [63:0] below  = (64'd1 << (sh - 8'd1)) - 64'd1;
-    wire               sticky = |(p & below);
-    wire signed [63:0] q      = t >>> 1;
-    wire               up     = t[0] & (sticky | q[0]);
-    wire signed [63:0] r      = (sh == 8'd0) ? p : (sh >= 8'd63) ? 64'sd0 : q + {63'd0, up};
-    wire signed [7:0]  sat    = (r > 64'sd127) ? 8'sd127 : (r < -64'sd128) ? -8'sd128 : r[7:0];
+    // clamp(q + up) without a 64-bit add: q outside [-128, 127] saturates, q = 127 stays 127
+    wire signed [63:0] q    = no_shift ? p : to_zero ? 64'sd0 : t >>> 1;
+    wire               up   = !no_shift && !to_zero && t[0] && (sticky || q[0]);
+    wire               out8 = (q[63:7] != {57{q[63]}});
+    wire signed [7:0]  sat  = out8 ? (q[63] ? -8'sd128 : 8'sd127)
+                                   : (q[7:0] == 8'd127) ? 8'sd127 : q[7:0] + {7'd0, up};
 
     always @(posedge clk) begin
         if (rst) begin
-            running <= 1'b0;
+            state <= IDLE;
             y <= 8'sd0;
-        end else if (!running) begin
-            if (start) begin
+        end else begin
+            case (state)
+            IDLE: if (start) begin
                 a <= {{32{acc[31]}}, acc};
                 b <= m;
                 p <= 64'sd0;
-                sh <= shift;
+                shm1 <= shift[5:0] - 6'd1;
+                no_shift <= (shift == 8'd0);
+                to_zero <= (shift >= 8'd63);
                 rl <= relu;
-                running <= 1'b1;
+                state <= MUL;
             end
-        end else if (b != 32'd0) begin
-            if (b[0])
-                p <= p + a;
-            a <= a <<< 1;
-            b <= b >> 1;
-        end else begin
-            y <= (rl && sat[7]) ? 8'sd0 : sat;
-            running <= 1'b0;
+            MUL: if (b != 32'd0) begin
+                below <= ~({64{1'b1}} << shm1);  // ones under bit shift - 1 (the product takes >= 1 cycle more)
+                if (b[0])
+                    p <= p + a;
+                a <= a <<< 1;
+                b <= b >> 1;
+            end else begin
+                below <= ~({64{1'b1}} << shm1);
+                state <= SHIFT;
+            end
+            SHIFT: begin
+                t <= p >>> shm1;
+                sticky <= |(p & below);
+                state <= ROUND;
+            end
+            default: begin
+                y <= (rl && sat[7]) ? 8'sd0 : sat;
+                state <= IDLE;
+            end
+            endcase
         end
     end
 endmodule
