@@ -47,7 +47,7 @@ module ez_accel #(
                      OP_FORWARD = 4'd6, OP_RD_OUT = 4'd7, OP_UPDATE = 4'd8, OP_RD_Z = 4'd9;
     localparam [3:0] S_IDLE = 4'd0, S_READ = 4'd1, S_GEN_WAIT = 4'd4,
                      S_LAYER = 4'd5, S_NEURON = 4'd6, S_MAC = 4'd7, S_REQ = 4'd8, S_REQ_WAIT = 4'd9,
-                     S_UPD = 4'd10, S_UPD_RUN = 4'd11;
+                     S_UPD = 4'd10, S_UPD_RUN = 4'd11, S_UPD_END = 4'd12;
 
     // ------------------------------------------------------------ storage
     reg [15:0] theta [0:(1 << PAW) - 1];
@@ -86,7 +86,7 @@ module ez_accel #(
     reg           uv1;            // UPDATE: a read in s1 (its address ua1)
     reg [PAW-1:0] ua1;
 
-    wire [PAW:0]  l_end    = l_bbase[l] + (l_flags[l][1] ? l_out[l][PAW:0] : {(PAW+1){1'b0}});
+    reg  [PAW:0]  l_end;          // UPDATE: end of the layer's parameters (one cycle before the range)
     wire [PAW:0]  u_lo     = (l_wbase[l] > r_lo) ? l_wbase[l] : r_lo;
     wire [PAW:0]  u_hi     = (l_end < r_hi) ? l_end : r_hi;
     /* verilator lint_off UNUSEDSIGNAL */
@@ -216,7 +216,7 @@ module ez_accel #(
                     xbase <= cmd_addr[XAW-1:0]; perturb <= cmd_data[0]; l <= 0;
                     state <= S_LAYER;
                 end
-                OP_UPDATE: begin l <= cmd_addr[LAW-1:0]; state <= S_UPD; end
+                OP_UPDATE: begin l <= cmd_addr[LAW-1:0]; state <= S_UPD_END; end
                 default: ;
                 endcase
             end
@@ -279,6 +279,10 @@ module ez_accel #(
                 end
             end
             // ---------------- UPDATE: theta[p] = sat16(theta[p] + delta z[p]) on [u_lo, u_hi), one per cycle
+            S_UPD_END: begin
+                l_end <= l_bbase[l] + (l_flags[l][1] ? l_out[l][PAW:0] : {(PAW+1){1'b0}});
+                state <= S_UPD;
+            end
             S_UPD: begin
                 up <= u_lo; up_end <= u_hi; uv1 <= 1'b0;
                 d_pos <= $signed({l_delta[l][31], l_delta[l]}); d_neg <= -$signed({l_delta[l][31], l_delta[l]});
