@@ -171,7 +171,8 @@ module ez_accel #(
     wire signed [7:0]  w_fl  = s3_t[15:8];                           // floor(t / 2^8)
     wire               w_up  = s3_t[7] & ((|s3_t[6:0]) | s3_t[8]);  // round half to even
     // round, then clamp to [-127, 127]: floor -128 gives -127 either way, floor 127 stays 127
-    wire signed [7:0]  w_q   = (w_fl == -8'sd128) ? -8'sd127 : (w_fl == 8'sd127) ? 8'sd127 : w_fl + $signed({7'd0, w_up});
+    wire signed [7:0]  w_q   = (w_fl == -8'sd128) ? -8'sd127
+                             : (w_fl == 8'sd127) ? 8'sd127 : w_fl + $signed({7'd0, w_up});
     wire signed [11:0] b_fl  = s3_t[15:4];                           // floor(t / 2^4)
     wire               b_up  = s3_t[3] & ((|s3_t[2:0]) | s3_t[4]);
     wire signed [12:0] b_q   = $signed({b_fl[11], b_fl}) + $signed({12'd0, b_up});
