@@ -27,6 +27,7 @@ import torch
 from ... import directions as D
 from ..numerics import QuantizedLinear, int_linear
 from .bus import CommandProgram, Layer
+from .reference import rhe_shift
 
 __all__ = ["Case", "forward_case", "generator_case", "check"]
 
@@ -54,13 +55,6 @@ def _masters(rng: np.random.Generator, n: int) -> np.ndarray:
     return np.clip(np.where(rng.random(n) < 0.8, base, wide), *INT16)
 
 
-def _rhe(t: np.ndarray, k: int) -> np.ndarray:
-    q = t >> k
-    rem = t - (q << k)
-    half = 1 << (k - 1)
-    return q + ((rem > half) | ((rem == half) & (q & 1 == 1)))
-
-
 def _layers(rng: np.random.Generator, cap: dict) -> tuple[list[int], list[Layer]]:
     n_layers = int(rng.integers(1, min(3, cap["layers"]) + 1))
     top = min(24, cap["width"])
@@ -78,8 +72,9 @@ def _layers(rng: np.random.Generator, cap: dict) -> tuple[list[int], list[Layer]
 def _expected_forward(x: np.ndarray, theta: np.ndarray, layers: list[Layer]) -> np.ndarray:
     h = torch.from_numpy(x.astype(np.int64))[None]
     for ly in layers:
-        w = np.clip(_rhe(theta[ly.w_base:ly.w_base + ly.n_in * ly.n_out], 8), -127, 127).reshape(ly.n_out, ly.n_in)
-        b = torch.from_numpy(_rhe(theta[ly.b_base:ly.b_base + ly.n_out], 4)) if ly.bias else None
+        w = np.clip(rhe_shift(theta[ly.w_base:ly.w_base + ly.n_in * ly.n_out], 8), -127, 127)
+        w = w.reshape(ly.n_out, ly.n_in)
+        b = torch.from_numpy(rhe_shift(theta[ly.b_base:ly.b_base + ly.n_out], 4)) if ly.bias else None
         ql = QuantizedLinear(torch.from_numpy(w), b, 1.0, ly.m, ly.shift, 4, 4, 8, 32)
         h = int_linear(h, ql)
         if ly.relu:

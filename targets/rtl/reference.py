@@ -28,7 +28,7 @@ import torch
 from ..numerics import QuantizedLinear, int_linear, requant_multiplier
 
 __all__ = ["FRAC_BITS", "layer_exponent", "to_master", "from_master", "delta_of", "quantized_layer",
-           "forward_q", "RtlReference", "predictor_for"]
+           "forward_q", "rhe_shift", "RtlReference", "predictor_for"]
 
 FRAC_BITS = 4
 INT16 = (-(2**15), 2**15 - 1)
@@ -62,8 +62,8 @@ def delta_of(s: float, e: int) -> int:
     return int(np.clip(np.rint(np.float64(np.float32(s)) * 2.0**e), *INT32))
 
 
-def _rhe_shift(t: np.ndarray, k: int) -> np.ndarray:
-    """round_half_even(t / 2^k) for int64 t."""
+def rhe_shift(t: np.ndarray, k: int) -> np.ndarray:
+    """round_half_even(t / 2^k) for int64 t (integer operations only)."""
     q = t >> k
     rem = t - (q << k)
     half = 1 << (k - 1)
@@ -72,8 +72,8 @@ def _rhe_shift(t: np.ndarray, k: int) -> np.ndarray:
 
 def quantized_layer(t_w: np.ndarray, t_b: np.ndarray | None, e: int) -> QuantizedLinear:
     """The fpga-int8 layer of int16 masters ``t_w`` (out, in) and ``t_b`` (out,) with step ``2^-e``."""
-    w_q = np.clip(_rhe_shift(np.asarray(t_w, dtype=np.int64), 8), -127, 127)
-    b_q = None if t_b is None else torch.from_numpy(_rhe_shift(np.asarray(t_b, dtype=np.int64), 4))
+    w_q = np.clip(rhe_shift(np.asarray(t_w, dtype=np.int64), 8), -127, 127)
+    b_q = None if t_b is None else torch.from_numpy(rhe_shift(np.asarray(t_b, dtype=np.int64), 4))
     s_w = 2.0 ** (8 - e)
     m, shift = requant_multiplier(s_w)
     return QuantizedLinear(weight_q=torch.from_numpy(w_q), bias_q=b_q, weight_scale=s_w, multiplier=m, shift=shift,
