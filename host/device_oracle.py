@@ -95,8 +95,11 @@ class DeviceOracle(Oracle):
 
     def __init__(self, model: torch.nn.Module, loss_fn=None, *, link: DeviceLink | str, groups=None,
                  max_batch: int = 64, checkpoint_every: int = 20, timeout: float = 2.0, retries: int = 20,
-                 frame_bytes: int | None = None, compact: bool = True):
+                 frame_bytes: int | None = None, compact: bool = True, predictor=None):
         self.model = model
+        #: ``predictor(x, flat_theta) -> outputs`` for :meth:`predict` when the device's arithmetic is not the
+        #: host model's (the RTL device's int8 datapath, docs/rtl.md); None: the host model in float32
+        self.predictor = predictor
         self.space = ParamSpace(model, groups)
         self.layout = self.space.layout
         off = 0
@@ -301,6 +304,8 @@ class DeviceOracle(Oracle):
         self._restore(values.detach().cpu().to(torch.float32).numpy(), self.step, [])
 
     def predict(self, x: torch.Tensor) -> torch.Tensor:
+        if self.predictor is not None:
+            return self.predictor(x, self.get_flat())
         self.space.set_flat(self.get_flat().to(self.space.dtype))
         with torch.no_grad():
             return self.model(x)
@@ -336,11 +341,18 @@ def check_device_recipe(recipe) -> None:
                               "optimizer; a device keeps no optimizer state: use --set optimizer.kind=seed-sgd")
 
 
-def device_factory(link, *, checkpoint_every: int = 20):
-    """An ``oracle_factory`` building a :class:`DeviceOracle` on ``link`` (a port URL or DeviceLink)."""
+def device_factory(link, *, checkpoint_every: int = 20, predictor_for=None):
+    """An ``oracle_factory`` building a :class:`DeviceOracle` on ``link`` (a port URL or DeviceLink).
+
+    ``predictor_for(oracle, model)`` may return the ``predictor`` that scores test metrics with the
+    device's own arithmetic (e.g. an int8 datapath), or None to predict in float32 on the host.
+    """
     def factory(model, loss_fn, *, groups=None, example_batch=None, **options):
         max_batch = int(example_batch[0].shape[0]) if example_batch is not None else 64
-        return DeviceOracle(model, loss_fn, link=link, groups=groups, max_batch=max_batch,
-                            checkpoint_every=checkpoint_every)
+        oracle = DeviceOracle(model, loss_fn, link=link, groups=groups, max_batch=max_batch,
+                              checkpoint_every=checkpoint_every)
+        if predictor_for is not None:
+            oracle.predictor = predictor_for(oracle, model)
+        return oracle
 
     return factory

@@ -7,7 +7,9 @@ and closes it and its device afterwards):
   ``firmware="sim"`` serves the Python simulator of ``profile`` from a thread;
   ``"host"`` starts the C firmware built with gcc (skips the test with the
   reason when gcc/make is missing); ``"qemu"`` runs it on a Cortex-M4 under
-  QEMU (skips without arm-none-eabi-gcc / qemu-system-arm).
+  QEMU (skips without arm-none-eabi-gcc / qemu-system-arm); ``"rtl"`` runs
+  the firmware driving the Verilator model of the int8 accelerator (profile
+  fpga-int8, docs/rtl.md; skips without verilator).
 * ``edgezo_sim_link`` - a link to a Python simulator of cortex-m4-256k.
 * ``edgezo_faulty_device(corrupt=0.01, drop=0.03, reset_every=250, seed=0,
   firmware="sim", timeout=0.05)`` - a factory of links whose port corrupts
@@ -64,7 +66,7 @@ def _devices():
 
 @pytest.fixture
 def edgezo_device():
-    """Factory ``(profile="cortex-m4-256k", firmware="sim"|"host"|"qemu", timeout=5.0) -> DeviceLink``."""
+    """Factory ``(profile="cortex-m4-256k", firmware="sim"|"host"|"qemu"|"rtl", timeout=5.0) -> DeviceLink``."""
     from edgezo.host.link import DeviceLink
 
     with _devices() as open_link:

@@ -11,7 +11,9 @@
   ``qemu-system-arm -M mps2-an386 -nographic -monitor none -kernel fw.elf -serial pty``
   and its ``char device redirected to /dev/pts/N`` line is parsed.
 * :func:`missing` says why a kind cannot run here (no gcc, no
-  arm-none-eabi-gcc, no qemu-system-arm), for CLI errors and test skips.
+  arm-none-eabi-gcc, no qemu-system-arm, no verilator), for CLI errors and test skips.
+* ``"rtl"``: the same protocol handling driving the Verilator model of the
+  int8 accelerator in targets/rtl/ (:mod:`edgezo.targets.rtl.build`, docs/rtl.md).
 * :func:`elf_size` reads ``arm-none-eabi-size``: ``text`` (flash) and
   ``data + bss`` (SRAM, the stack included; the linker script caps it at the
   cortex-m4-256k profile's 256 KiB).
@@ -37,7 +39,7 @@ from edgezo.errors import ConfigError, EdgezoError
 __all__ = ["FIRMWARE_DIR", "missing", "build", "FirmwareDevice", "elf_size", "main"]
 
 FIRMWARE_DIR = Path(__file__).resolve().parent / "firmware"
-KINDS = ("host", "qemu")
+KINDS = ("host", "qemu", "rtl")
 QEMU = "qemu-system-arm"
 ARM_CC = "arm-none-eabi-gcc"
 INSTALL_HINT = "apt-get install -y gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm"
@@ -52,6 +54,8 @@ def _tools(kind: str) -> list[str]:
         return ["make", os.environ.get("CC", "gcc")]
     if kind == "qemu":
         return ["make", ARM_CC, "arm-none-eabi-size", QEMU]
+    if kind == "rtl":  # the protocol code driving the Verilator model of targets/rtl (docs/rtl.md)
+        return ["make", os.environ.get("CC", "gcc"), "g++", "verilator"]
     raise ConfigError(f"firmware kind {kind!r}: use one of {KINDS}")
 
 
@@ -60,7 +64,7 @@ def missing(kind: str) -> str | None:
     gone = [t for t in _tools(kind) if shutil.which(t) is None]
     if not gone:
         return None
-    hint = "install gcc and make" if kind == "host" else INSTALL_HINT
+    hint = {"host": "install gcc and make", "rtl": "apt-get install -y verilator g++"}.get(kind, INSTALL_HINT)
     return f"firmware {kind} needs {', '.join(gone)} (not on PATH): {hint}"
 
 
@@ -71,14 +75,20 @@ def open_firmware(kind: str, profile: str = "cortex-m4-256k") -> "FirmwareDevice
     reason = missing(kind)
     if reason:
         raise DeviceUnavailable(reason)
-    if profile != "cortex-m4-256k":
-        raise ValueError(f"the C firmware is built for cortex-m4-256k, not {profile!r}; use the sim device")
+    own = "fpga-int8" if kind == "rtl" else "cortex-m4-256k"
+    if profile not in (own, "cortex-m4-256k"):  # the opener's default profile stands for "the firmware's own"
+        raise ConfigError(f"the {kind} firmware is built for {own}, not {profile!r}; use the sim device")
     return FirmwareDevice(kind)
 
 
 def open_host(profile: str = "cortex-m4-256k") -> "FirmwareDevice":
     """``edgezo.devices`` entry ``host``: the firmware built for this machine with gcc."""
     return open_firmware("host", profile)
+
+
+def open_rtl(profile: str = "fpga-int8") -> "FirmwareDevice":
+    """``edgezo.devices`` entry ``rtl``: the protocol code driving the Verilator model of targets/rtl."""
+    return open_firmware("rtl", profile)
 
 
 def open_qemu(profile: str = "cortex-m4-256k") -> "FirmwareDevice":
@@ -95,6 +105,13 @@ def build(kind: str, out: str | os.PathLike | None = None) -> Path:
     reason = missing(kind)
     if reason:
         raise FirmwareError(reason)
+    if kind == "rtl":
+        from .rtl import build as rtl_build
+
+        try:
+            return rtl_build.build("fw", None if out is None else Path(out) / "rtl")
+        except rtl_build.RtlBuildError as exc:
+            raise FirmwareError(str(exc)) from None
     out = Path(out) if out is not None else build_dir()
     out.mkdir(parents=True, exist_ok=True)
     target = "host" if kind == "host" else "m4"
@@ -122,7 +139,7 @@ class FirmwareDevice:
     def __init__(self, kind: str = "host", *, binary: str | os.PathLike | None = None, startup_timeout: float = 30.0):
         self.kind = kind
         self.binary = Path(binary) if binary else build(kind)
-        if kind == "host":
+        if kind in ("host", "rtl"):
             cmd = [str(self.binary)]
         else:
             cmd = [QEMU, "-M", "mps2-an386", "-nographic", "-monitor", "none", "-kernel", str(self.binary),

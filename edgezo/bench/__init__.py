@@ -29,6 +29,7 @@ BENCHMARKS: dict[str, str] = {
     "scale": "edgezo.bench.scale",
     "solver": "edgezo.bench.solver",
     "device": "edgezo.bench.device",
+    "rtl": "edgezo.bench.rtl",
 }
 
 

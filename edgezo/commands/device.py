@@ -3,7 +3,8 @@
     edgezo device sim [--target PROFILE | --firmware host|qemu]
     edgezo device train --port URL --recipe R [--out DIR] [--epochs N] [--max-steps N] [--set k=v ...]
     edgezo device train --sim PROFILE --recipe R          (an in-process simulator)
-    edgezo device train --firmware host|qemu --recipe R   (the C firmware: gcc build, or Cortex-M4 on QEMU)
+    edgezo device train --firmware host|qemu|rtl --recipe R
+        (the C firmware: gcc build, Cortex-M4 on QEMU, or driving the Verilator model of the RTL accelerator)
 
 The device holds the weights and runs the forward passes and the seed-SGD
 update; the host sends seeds, scales and batches (docs/protocol.md). A device
@@ -24,14 +25,16 @@ def register(subparsers) -> None:
     sub = p.add_subparsers(dest="device_cmd", required=True)
     s = sub.add_parser("sim", help="start a simulated device on a pty and print its port")
     s.add_argument("--target", default="cortex-m4-256k", help="target profile (Python simulator)")
-    s.add_argument("--firmware", choices=("host", "qemu"),
-                   help="run the C firmware instead: built for the host (gcc) or for Cortex-M4 under QEMU")
+    s.add_argument("--firmware", choices=("host", "qemu", "rtl"),
+                   help="run the C firmware instead: built for the host (gcc), for Cortex-M4 under QEMU, or "
+                        "driving the RTL int8 accelerator (Verilator; docs/rtl.md)")
     s.set_defaults(func=cmd_sim)
     t = sub.add_parser("train", help="train a recipe on a device (rge + seed-sgd)")
     t.add_argument("--port", help="pyserial port URL: /dev/ttyUSB0, a pty path, socket://HOST:PORT, loop://")
     t.add_argument("--sim", metavar="PROFILE", help="train on an in-process Python simulator of PROFILE instead")
-    t.add_argument("--firmware", choices=("host", "qemu"),
-                   help="train on the C firmware started here: built for the host (gcc) or a Cortex-M4 under QEMU")
+    t.add_argument("--firmware", choices=("host", "qemu", "rtl"),
+                   help="train on the C firmware started here: built for the host (gcc), a Cortex-M4 under QEMU, "
+                        "or the RTL int8 accelerator (Verilator; dense MLP recipes such as digits-mlp-device)")
     t.add_argument("--recipe", required=True, help="recipe name or .toml path (rge estimator, seed-sgd optimizer)")
     t.add_argument("--out", help="output directory (default runs/device-<recipe>)")
     t.add_argument("--data", help="data path for recipes that need one")
@@ -45,6 +48,15 @@ def register(subparsers) -> None:
     t.set_defaults(func=cmd_train)
 
 
+def _rtl_predictor(oracle, model):
+    """Test metrics of an ``rtl`` device on its int8 datapath (docs/rtl.md); None for other devices."""
+    if not oracle.info["name"].startswith("rtl:"):
+        return None
+    from ..targets.rtl.reference import predictor_for
+
+    return predictor_for(model)
+
+
 def cmd_sim(args) -> int:
     if args.firmware:
         from . import CLIError
@@ -54,7 +66,7 @@ def cmd_sim(args) -> int:
         if reason:
             raise CLIError(reason)
         if args.target != "cortex-m4-256k":
-            raise CLIError("the firmware is built for the cortex-m4-256k profile; drop --target")
+            raise CLIError("the firmware is built for its own profile (cortex-m4-256k; rtl: fpga-int8); drop --target")
         return qemu.main(["--firmware", args.firmware])
     from ..targets.sim import main
 
@@ -67,7 +79,7 @@ def cmd_train(args) -> int:
 
     if sum(map(bool, (args.port, args.sim, args.firmware))) != 1:
         raise CLIError("give exactly one of --port URL (a device or `edgezo device sim`), --sim PROFILE or "
-                       "--firmware host|qemu")
+                       "--firmware host|qemu|rtl")
     recipe = get_recipe(args.recipe)
     overrides = parse_set(args.set or [])
     for flag, key in (("epochs", "train.epochs"), ("seed", "train.seed"), ("max_steps", "train.max_steps")):
@@ -118,7 +130,8 @@ def _train_on_device(args, recipe):
     try:
         link = DeviceLink(sim.port if sim is not None else args.port, timeout=args.timeout)
         trainer = build_trainer(recipe, data_path=args.data, out_dir=out, progress=not args.no_progress,
-                                oracle_factory=device_factory(link, checkpoint_every=args.checkpoint_every))
+                                oracle_factory=device_factory(link, checkpoint_every=args.checkpoint_every,
+                                                               predictor_for=_rtl_predictor))
         oracle = trainer.oracle
         print(f"edgezo: training {recipe.name} on {oracle.info['name']} ({oracle.dim} parameters, device RAM "
               f"{oracle.device_ram:,} of {oracle.info['sram_bytes']:,} bytes) -> {out}", file=sys.stderr)
