@@ -47,7 +47,8 @@ def _default_out(recipe: str) -> Path:
 
 def cmd_train(args) -> int:
     from . import io
-    from .recipes import DEFAULT_RECIPE, apply_overrides, build_trainer, get_recipe, parse_set, with_estimator
+    from .overrides import parse_set
+    from .recipes import DEFAULT_RECIPE, apply_overrides, build_trainer, get_recipe, with_estimator
 
     recipe = get_recipe(args.recipe or DEFAULT_RECIPE)
     overrides = parse_set(args.set or [])

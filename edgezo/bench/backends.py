@@ -184,7 +184,8 @@ def run(args) -> dict:
         s = speed[f"b{b}"]
         return s[name]["forward_passes_per_s"] / s["torch"]["forward_passes_per_s"]
 
-    from ..recipes import apply_overrides, parse_set
+    from ..overrides import parse_set
+    from ..recipes import apply_overrides
 
     int8_recipe = get_recipe(args.int8_recipe)
     overrides = parse_set(getattr(args, "int8_set", None) or list(DATAPATH_OVERRIDES))

@@ -59,7 +59,8 @@ def add_arguments(parser) -> None:
 
 
 def _recipe(args, estimator: str | None, q: int | None = None):
-    from ..recipes import apply_overrides, get_recipe, parse_set, with_estimator
+    from ..overrides import parse_set
+    from ..recipes import apply_overrides, get_recipe, with_estimator
 
     recipe = get_recipe(RECIPE)
     if estimator is not None:

@@ -75,7 +75,8 @@ def cmd_sim(args) -> int:
 
 def cmd_train(args) -> int:
     from . import CLIError
-    from ..recipes import apply_overrides, get_recipe, parse_set
+    from ..overrides import parse_set
+    from ..recipes import apply_overrides, get_recipe
 
     if sum(map(bool, (args.port, args.sim, args.firmware))) != 1:
         raise CLIError("give exactly one of --port URL (a device or `edgezo device sim`), --sim PROFILE or "

@@ -204,7 +204,8 @@ def cmd_export(args) -> int:
     from ..export.parameters import write_parameters
     from ..export.tvm import readme_text, tvm_available, write_tvm_artifacts, TVM_INSTALL_HINT
     from ..params import ParamSpace
-    from ..recipes import DEFAULT_RECIPE, apply_overrides, get_recipe, parse_set, train_config
+    from ..overrides import parse_set
+    from ..recipes import DEFAULT_RECIPE, apply_overrides, get_recipe, train_config
     from ..targets.profile import load_profile
 
     recipe = apply_overrides(get_recipe(args.recipe or DEFAULT_RECIPE), parse_set(args.set or []))
