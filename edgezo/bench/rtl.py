@@ -106,10 +106,11 @@ def _hardware() -> dict:
 def _train(quick: bool) -> dict:
     import tempfile
 
-    from ..commands.device import device_factory
+    from ..host.device_oracle import device_factory
     from ..host.link import DeviceLink
     from ..recipes import apply_overrides, build_trainer, get_recipe
     from ..targets import qemu
+    from ..targets.rtl import reference as R
 
     reason = qemu.missing("rtl")
     if reason:
@@ -122,7 +123,7 @@ def _train(quick: bool) -> dict:
         link = DeviceLink(dev.port, timeout=30)
         try:
             trainer = build_trainer(recipe, data_path=None, out_dir=tmp, progress=False,
-                                    oracle_factory=device_factory(link))
+                                    oracle_factory=device_factory(link, predictor_for=R.device_predictor))
             metrics = trainer.run()
             info = trainer.oracle.info
         finally:

@@ -48,15 +48,6 @@ def register(subparsers) -> None:
     t.set_defaults(func=cmd_train)
 
 
-def _rtl_predictor(oracle, model):
-    """Test metrics of an ``rtl`` device on its int8 datapath (docs/rtl.md); None for other devices."""
-    if not oracle.info["name"].startswith("rtl:"):
-        return None
-    from ..targets.rtl.reference import predictor_for
-
-    return predictor_for(model)
-
-
 def cmd_sim(args) -> int:
     if args.firmware:
         from . import CLIError
@@ -109,6 +100,7 @@ def _train_on_device(args, recipe):
     from .. import io
     from . import CLIError
     from ..host.device_oracle import device_factory
+    from ..targets.rtl.reference import device_predictor
     from ..host.link import DeviceLink
     from ..recipes import build_trainer
 
@@ -132,7 +124,7 @@ def _train_on_device(args, recipe):
         link = DeviceLink(sim.port if sim is not None else args.port, timeout=args.timeout)
         trainer = build_trainer(recipe, data_path=args.data, out_dir=out, progress=not args.no_progress,
                                 oracle_factory=device_factory(link, checkpoint_every=args.checkpoint_every,
-                                                               predictor_for=_rtl_predictor))
+                                                               predictor_for=device_predictor))
         oracle = trainer.oracle
         print(f"edgezo: training {recipe.name} on {oracle.info['name']} ({oracle.dim} parameters, device RAM "
               f"{oracle.device_ram:,} of {oracle.info['sram_bytes']:,} bytes) -> {out}", file=sys.stderr)

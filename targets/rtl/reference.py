@@ -19,7 +19,6 @@ per layer, and ``t ← clamp(t + delta · z, -2^15, 2^15 - 1)``.
 
 from __future__ import annotations
 
-import math
 from typing import Sequence
 
 import numpy as np
@@ -163,3 +162,11 @@ def predictor_for(model: torch.nn.Module):
         return ref.logits(x.detach().cpu())
 
     return predict
+
+
+def device_predictor(oracle, model):
+    """``device_factory(predictor_for=...)`` hook: an ``rtl`` device's test metrics come from its int8
+    datapath (:func:`predictor_for`); other devices predict in float32 on the host (None)."""
+    if not str(oracle.info.get("name", "")).startswith("rtl:"):
+        return None
+    return predictor_for(model)
