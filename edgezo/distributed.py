@@ -26,11 +26,13 @@ import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
+from .errors import ConfigError
+
 INIT_ENV = "EDGEZO_DIST_INIT"
 CHECKSUM_EVERY = 50
 
 
-class DistributedError(ValueError):
+class DistributedError(ConfigError):
     """A multi-process run that cannot start as asked (the message says what to change)."""
 
 

@@ -24,6 +24,8 @@ import math
 from pathlib import Path
 from typing import Any, Iterable, TextIO
 
+from .errors import ConfigError
+
 __all__ = ["Logger", "EpochLines", "CSVLogger", "TensorBoardLogger", "build_loggers", "LOG_KINDS", "hparams_of"]
 
 LOG_KINDS = ("tensorboard", "csv")
@@ -189,5 +191,5 @@ def build_loggers(kinds: Iterable[str], out_dir: str | Path, *, hparams: dict[st
         elif kind == "csv":
             loggers.append(CSVLogger(out_dir, resume=resume))
         else:
-            raise ValueError(f"unknown --log {kind!r}; use one of {', '.join(LOG_KINDS)}")
+            raise ConfigError(f"unknown --log {kind!r}; use one of {', '.join(LOG_KINDS)}")
     return loggers

@@ -23,6 +23,8 @@ from typing import Any, Sequence
 
 import torch
 
+from ..errors import ConfigError, MissingFile
+
 __all__ = ["build_onnx_trainer", "save_trained_onnx", "train_onnx", "ONNX_TASKS"]
 
 ONNX_TASKS = ("classification",)
@@ -36,7 +38,7 @@ def _fit_inputs(x: torch.Tensor, shape: tuple, source: str) -> torch.Tensor:
     for d in shape:
         want *= int(d)
     if want != x[0].numel():
-        raise ValueError(f"{source} takes samples of shape {tuple(shape)} ({want} values) but the recipe's data has "
+        raise ConfigError(f"{source} takes samples of shape {tuple(shape)} ({want} values) but the recipe's data has "
                          f"samples of shape {tuple(x.shape[1:])}; pick a recipe whose data fits the model")
     return x.reshape(x.shape[0], *shape)
 
@@ -73,7 +75,7 @@ def build_onnx_trainer(onnx_model: str | Path, recipe, *, trainable: Sequence[st
                           f"(use a recipe with task {' or '.join(ONNX_TASKS)}, e.g. digits-mlp)")
     source = Path(onnx_model)
     if not source.is_file():
-        raise FileNotFoundError(f"no ONNX model at {source}")
+        raise MissingFile(f"no ONNX model at {source}")
     data_spec = recipe.section("data")
     data = load_dataset(data_spec.pop("name", "digits"), data_path or data_spec.pop("path", None), **data_spec)
     loss = recipe.config.get("loss", "cross_entropy")
@@ -82,7 +84,7 @@ def build_onnx_trainer(onnx_model: str | Path, recipe, *, trainable: Sequence[st
     except Exception as err:
         if isinstance(err, ValueError):
             raise
-        raise ValueError(f"{source} is not an ONNX model edgezo can train ({type(err).__name__}: {err})") from None
+        raise ConfigError(f"{source} is not an ONNX model edgezo can train ({type(err).__name__}: {err})") from None
     config = train_config(recipe)
     x_train = _fit_inputs(data.x_train, graphs.input_shape, str(source))
     x_test = _fit_inputs(data.x_test, graphs.input_shape, str(source))

@@ -31,6 +31,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from ..errors import ConfigError
+
 __all__ = ["TrainableOnnx", "make_trainable", "write_trained", "default_trainable"]
 
 _FLOAT_TYPES = (1, 11)  # onnx.TensorProto.FLOAT, DOUBLE
@@ -76,14 +78,14 @@ def _select(graph, patterns: Sequence[str] | None) -> list[str]:
         chosen = [n for n in inits if any(fnmatch.fnmatchcase(n, p) for p in patterns)]
         unused = [p for p in patterns if not any(fnmatch.fnmatchcase(n, p) for n in inits)]
         if unused:
-            raise ValueError(f"--trainable pattern(s) {unused} match no initializer; the model's initializers are: "
+            raise ConfigError(f"--trainable pattern(s) {unused} match no initializer; the model's initializers are: "
                              f"{', '.join(inits) or '(none)'}")
         not_float = [n for n in chosen if inits[n].data_type not in _FLOAT_TYPES]
         if not_float:
-            raise ValueError(f"initializers {not_float} are not float tensors and cannot be trained; "
+            raise ConfigError(f"initializers {not_float} are not float tensors and cannot be trained; "
                              "narrow --trainable")
     if not chosen:
-        raise ValueError("the ONNX model has no float initializers to train (are its weights graph inputs "
+        raise ConfigError("the ONNX model has no float initializers to train (are its weights graph inputs "
                          "already, or stored as Constant nodes?)")
     return chosen
 
@@ -92,7 +94,7 @@ def _data_io(graph) -> tuple[str, str, tuple[int | None, ...]]:
     inits = set(_initializers(graph))
     inputs = [i for i in graph.input if i.name not in inits]
     if len(inputs) != 1 or len(graph.output) < 1:
-        raise ValueError(f"expected a classifier with one data input and an output (logits); the graph has inputs "
+        raise ConfigError(f"expected a classifier with one data input and an output (logits); the graph has inputs "
                          f"{[i.name for i in inputs]} and outputs {[o.name for o in graph.output]}")
     dims = inputs[0].type.tensor_type.shape.dim
     shape = tuple(int(d.dim_value) if d.HasField("dim_value") else None for d in dims[1:])
@@ -144,7 +146,8 @@ def make_trainable(model: Any, *, loss: str = "cross_entropy", num_classes: int 
     values = {n: numpy_helper.to_array(inits[n]).copy() for n in names}
     dtypes = {v.dtype for v in values.values()}
     if len(dtypes) != 1:
-        raise ValueError(f"the trainable initializers mix dtypes {sorted(map(str, dtypes))}; pick one with --trainable")
+        raise ConfigError(f"the trainable initializers mix dtypes {sorted(map(str, dtypes))}; "
+                          "pick one with --trainable")
     dtype = dtypes.pop()
 
     promoted = onnx.ModelProto()

@@ -1,6 +1,7 @@
 import pytest
 
 from edgezo import recipes as R
+from edgezo.overrides import parse_set
 
 
 def test_registry_refuses_duplicates():
@@ -27,7 +28,7 @@ def test_parse_errors():
 
 
 def test_overrides_and_estimator_swap():
-    r = R.apply_overrides(R.get_recipe("digits-mlp-rge"), R.parse_set(["estimator.q=64", "train.schedule='cosine'"]))
+    r = R.apply_overrides(R.get_recipe("digits-mlp-rge"), parse_set(["estimator.q=64", "train.schedule='cosine'"]))
     assert r.config["estimator"]["q"] == 64
     fo = R.with_estimator(r, "fo")
     assert fo.config["estimator"] == {"kind": "fo"}
