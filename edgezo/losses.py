@@ -30,7 +30,19 @@ def mse(outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     return err.pow(2).mean(dim=(-1, -2))
 
 
-LOSSES = {"cross_entropy": cross_entropy, "mse": mse}
+def next_token(logits: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+    """Language-modelling loss ``−(1/(B(T−1))) Σ_{b,t<T} log softmax(logits[b,t])[ids[b,t+1]]`` per leading index.
+
+    ``logits`` (*lead, B, T, V), ``ids`` (B, T) token ids (the targets are the inputs shifted by one).
+    """
+    lead = logits.shape[:-3]
+    pred = logits[..., :-1, :]
+    target = ids[..., 1:].expand(*lead, *ids[..., 1:].shape)
+    nll = F.cross_entropy(pred.reshape(-1, pred.shape[-1]), target.reshape(-1), reduction="none")
+    return nll.view(*lead, -1).mean(-1)
+
+
+LOSSES = {"cross_entropy": cross_entropy, "mse": mse, "next_token": next_token}
 
 
 def get_loss(name: str):

@@ -28,6 +28,7 @@ BENCHMARKS: dict[str, str] = {
     "scale": "edgezo.bench.scale",
     "solver": "edgezo.bench.solver",
     "device": "edgezo.bench.device",
+    "memory": "edgezo.bench.memory",
 }
 
 

@@ -17,8 +17,11 @@ the peak is inference plus one layer; θ is never written during evaluation
 operation as the stacked path's ``θ + s z``, so the perturbed weights are
 bit-identical to the stacked path's rows.
 
-The update ``θ ← θ − lr Σ_i c_i z(seed_i)`` is applied per layer and per slice
-of at most ``SLICE`` values, regenerating ``z`` for each slice.
+Directions are generated a slice of a layer at a time (``SLICE_CPU`` values on
+the CPU, so that they are scaled and added while in the cache), and the
+buffers of layers that ran are reused for the next layers (no fresh pages per
+forward). The update ``θ ← θ − lr Σ_i c_i z(seed_i)`` is applied slice by
+slice, regenerating ``z``.
 
 Requirement: every trainable parameter is read inside the ``forward`` of a
 module that owns it (true of ``torch.nn`` layers and of ``transformers``
@@ -39,7 +42,10 @@ from ..directions import directions
 from ..oracle import CoordQueries, OracleError, Queries, SeedQueries, SeedUpdate
 from ..params import ParamEntry, ParamSpace
 
-SLICE = 1 << 22  # values of one layer generated at a time (bounds the generator's temporaries)
+# values of one layer generated at a time: on the CPU a slice's directions stay in the cache while they
+# are scaled and added; on a GPU the slice bounds the generator's temporaries
+SLICE_CPU = 1 << 18
+SLICE_GPU = 1 << 22
 
 _UNITS = {"": 1, "b": 1, "k": 1e3, "kb": 1e3, "m": 1e6, "mb": 1e6, "g": 1e9, "gb": 1e9, "t": 1e12, "tb": 1e12,
           "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
@@ -101,6 +107,19 @@ class LeanEvaluator:
         self._point = None
         self._norms: dict[int, torch.Tensor] = {}
         self._swapped: set[str] = set()
+        self._free: list[torch.Tensor] = []  # flat buffers of layers that ran, reused for the next ones
+        self.slice = SLICE_CPU if space.device.type == "cpu" else SLICE_GPU
+
+    def _buffer(self, n: int, like: torch.Tensor) -> torch.Tensor:
+        """A flat buffer of ``n`` values from the pool (smallest that fits), else a new one."""
+        same = [b for b in self._free if b.dtype == like.dtype and b.device == like.device]
+        fits = [b for b in same if b.numel() >= n]
+        if not fits:  # drop the smaller ones: the pool holds no more buffers than were alive at once
+            self._free = [b for b in self._free if not any(b is c for c in same)]
+            return torch.empty(n, dtype=like.dtype, device=like.device)
+        best = min(fits, key=torch.Tensor.numel)
+        self._free = [b for b in self._free if b is not best]
+        return best[:n]
 
     # --- perturbed tensors --------------------------------------------------------
     def _z(self, seeds, kind: str, lo: int, n: int, dtype) -> torch.Tensor:
@@ -117,8 +136,8 @@ class LeanEvaluator:
         if not need:
             return
         total = torch.zeros(len(need), 1, dtype=torch.float64, device=self.space.device)
-        for lo in range(group.offset, group.stop, SLICE):
-            g = directions(need, lo, min(SLICE, group.stop - lo), "gaussian", device=self.space.device)
+        for lo in range(group.offset, group.stop, self.slice):
+            g = directions(need, lo, min(self.slice, group.stop - lo), "gaussian", device=self.space.device)
             total += _TorchOps.sumsq64(g)
         norms = _TorchOps.sqrt32(total.to(torch.float32))
         self._norms.update({s: norms[i, 0] for i, s in enumerate(need)})
@@ -136,14 +155,13 @@ class LeanEvaluator:
         if not group.offset <= entry.offset < group.stop or queries.scales[i] == 0.0:
             return None
         scale = torch.tensor(queries.scales[i], dtype=p.dtype, device=p.device)
-        out = torch.empty_like(p, memory_format=torch.contiguous_format)
-        flat, theta = out.view(-1), p.detach().reshape(-1)
-        for lo in range(0, entry.numel, SLICE):
-            n = min(SLICE, entry.numel - lo)
+        flat, theta = self._buffer(entry.numel, p), p.detach().reshape(-1)
+        for lo in range(0, entry.numel, self.slice):
+            n = min(self.slice, entry.numel - lo)
             z = self._z((queries.seeds[i],), queries.kind, entry.offset + lo, n, p.dtype)[0]
-            torch.mul(z, scale, out=flat[lo:lo + n])
-            flat[lo:lo + n] += theta[lo:lo + n]  # s·z + θ == θ + s·z (IEEE addition commutes)
-        return out
+            z *= scale
+            torch.add(z, theta[lo:lo + n], out=flat[lo:lo + n])  # s·z + θ == θ + s·z (IEEE addition commutes)
+        return flat.view(p.shape)
 
     # --- hooks --------------------------------------------------------------------
     def _swap_in(self, module, args):
@@ -154,8 +172,13 @@ class LeanEvaluator:
                 self._swapped.add(entry.name)
 
     def _swap_out(self, module, args, output):
+        outputs = output if isinstance(output, (tuple, list)) else (output,)
+        kept = {t.untyped_storage().data_ptr() for t in outputs if isinstance(t, torch.Tensor)}
         for name, _, p in self.owners[module]:
+            new = module._parameters[name]
             module._parameters[name] = p
+            if new is not p and new.untyped_storage().data_ptr() not in kept:  # an output viewing it keeps it
+                self._free.append(new._base if new._base is not None else new.view(-1))
 
     # --- evaluation ---------------------------------------------------------------
     def evaluate(self, queries: Queries, x, y, loss_fn) -> torch.Tensor:
@@ -208,8 +231,8 @@ class LeanEvaluator:
                 if not group.offset <= entry.offset < group.stop:
                     continue
                 flat = p.view(-1)
-                for lo in range(0, entry.numel, SLICE):
-                    n = min(SLICE, entry.numel - lo)
+                for lo in range(0, entry.numel, self.slice):
+                    n = min(self.slice, entry.numel - lo)
                     step = None
                     for seed, c in zip(update.seeds, update.coeffs):
                         z = self._z((seed,), update.kind, entry.offset + lo, n, p.dtype)[0]
