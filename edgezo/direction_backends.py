@@ -10,6 +10,8 @@ each other, the committed vectors (tests/vectors) and the C build.
 
 from __future__ import annotations
 
+from collections import OrderedDict
+
 import numpy as np
 import torch
 
@@ -63,6 +65,12 @@ class _TorchOps:
         return torch.arange(lo, lo + n * step, step, dtype=torch.int64, device=device)
 
     @staticmethod
+    def pair_words(keys, p0, npairs, device):
+        """Words (S, 2, P) of pairs ``p0 ..``: radius words at counters 2p, angle words at 2p + 1."""
+        even = torch.arange(2 * p0, 2 * (p0 + npairs), 2, dtype=torch.int64, device=device)
+        return _words(keys, torch.stack((even, even + 1)))
+
+    @staticmethod
     def stack(a, b):
         return torch.stack((a, b))
 
@@ -83,6 +91,29 @@ class _TorchOps:
     @staticmethod
     def contiguous(x):
         return x.contiguous()
+
+
+# H(c) for the counters of a block does not depend on the seed: steps that perturb the same
+# parameter ranges reuse it. LRU bounded by bytes.
+_HASHED: "OrderedDict[tuple[int, int], np.ndarray]" = OrderedDict()
+_HASHED_MAX_BYTES = 1 << 25
+
+
+def _hashed_pair_counters(p0: int, npairs: int) -> np.ndarray:
+    """``H(c)`` (uint32, shape (2, npairs)) for c = 2p and 2p + 1, p in [p0, p0 + npairs)."""
+    key = (p0, npairs)
+    h = _HASHED.get(key)
+    if h is not None:
+        _HASHED.move_to_end(key)
+        return h
+    even = np.arange(2 * p0, 2 * (p0 + npairs), 2, dtype=np.uint64).astype(np.uint32)
+    h = np.stack((even, even + np.uint32(1)))
+    _np_mix_(h, np.empty_like(h))
+    _HASHED[key] = h
+    total = sum(v.nbytes for v in _HASHED.values())
+    while total > _HASHED_MAX_BYTES and len(_HASHED) > 1:
+        total -= _HASHED.popitem(last=False)[1].nbytes
+    return h
 
 
 def _np_mix_(x: np.ndarray, tmp: np.ndarray) -> np.ndarray:
@@ -113,7 +144,9 @@ class _NumpyOps:
 
     @staticmethod
     def sqrt32(x):
-        return np.sqrt(x.astype(np.float64)).astype(np.float32)  # robust rounding, see _TorchOps
+        # numpy's float32 sqrt is the hardware instruction (IEEE 754: correctly rounded), unlike
+        # torch's CPU kernel (see _TorchOps); checked against the float64 route in the tests
+        return np.sqrt(x)
 
     @staticmethod
     def mul_into(a, b, out):
@@ -138,6 +171,13 @@ class _NumpyOps:
     @staticmethod
     def counters(lo, n, step, device):
         return np.arange(lo, lo + n * step, step, dtype=np.uint64).astype(np.uint32)
+
+    @staticmethod
+    def pair_words(keys, p0, npairs, device):
+        """Words (S, 2, P) of pairs ``p0 ..``: ``H(H(c) ^ key)`` for c = 2p, 2p + 1; ``H(c)`` from a cache."""
+        h = _hashed_pair_counters(p0, npairs)
+        x = h[None] ^ keys.reshape(-1, 1, 1)
+        return _np_mix_(x, np.empty_like(x))
 
     @staticmethod
     def stack(a, b):
@@ -264,8 +304,7 @@ def _rademacher(B, seeds, start: int, count: int, device):
 
 def _gauss_block(B, keys, p0: int, npairs: int, out) -> None:
     """Gaussian pairs ``p0 .. p0 + npairs - 1`` for every key into ``out`` (S, npairs, 2)."""
-    even = B.counters(2 * p0, npairs, 2, None if B is _NumpyOps else keys.device)
-    w = B.words(keys, B.stack(even, even + 1))  # (S, 2, P): radius words, angle words
+    w = B.pair_words(keys, p0, npairs, None if B is _NumpyOps else keys.device)  # (S, 2, P): radius, angle words
     r = _radius(w[:, 0], B)
     c, s = _cos_sin(w[:, 1], B)
     B.mul_into(r, c, out[:, :, 0])
