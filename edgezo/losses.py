@@ -13,12 +13,17 @@ import torch.nn.functional as F
 
 
 def cross_entropy(outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """Mean cross-entropy ``−(1/B) Σ_b log softmax(o_b)[y_b]`` per leading index."""
+    """Mean cross-entropy ``−(1/B) Σ_b log softmax(o_b)[y_b] = (1/B) Σ_b (logsumexp(o_b) − o_b[y_b])`` per leading index.
+
+    Written as ``logsumexp − gather``: the same value as ``F.cross_entropy`` to
+    float rounding, and several times faster on the CPU for few classes and
+    many rows (q stacked forwards), where ``log_softmax`` is slow.
+    """
     lead = outputs.shape[:-2]
     b, c = outputs.shape[-2:]
     flat = outputs.reshape(-1, c)
     y = targets.reshape(1, b).expand(flat.shape[0] // b, b).reshape(-1) if lead else targets
-    per_sample = F.cross_entropy(flat, y, reduction="none")
+    per_sample = torch.logsumexp(flat, -1) - flat.gather(1, y.reshape(-1, 1)).squeeze(1)
     return per_sample.view(*lead, b).mean(-1)
 
 

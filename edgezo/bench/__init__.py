@@ -29,6 +29,7 @@ BENCHMARKS: dict[str, str] = {
     "solver": "edgezo.bench.solver",
     "device": "edgezo.bench.device",
     "memory": "edgezo.bench.memory",
+    "throughput": "edgezo.bench.throughput",
 }
 
 
