@@ -4,7 +4,7 @@ A GPT-2 built from a ``GPT2Config`` (random initialisation, nothing downloaded;
 GPT-2 small widths and vocabulary: 124M parameters) learns a small synthetic
 text set byte by byte with central RGE (Gaussian directions, q seeds per step)
 and seed-SGD, ``θ ← θ − lr Σ_i c_i z(seed_i)``. The oracle's memory budget
-(``--max-memory``, default the free memory) makes it take the lean path: each
+(``--max-memory``, default 256MB beyond the model) makes it take the lean path: each
 layer's perturbed weight ``θ_l + μ z_l`` exists only while that layer runs, so
 the step needs about the memory of an inference pass (docs/memory.md).
 
