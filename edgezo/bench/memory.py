@@ -41,6 +41,7 @@ def add_arguments(parser) -> None:
 
 def probe(spec: dict, timeout: float = 3600) -> dict:
     """Run one measurement in a fresh interpreter; its last stdout line is the JSON result."""
+    print(f"memory probe: {json.dumps(spec)}", file=sys.stderr, flush=True)
     done = subprocess.run([sys.executable, "-m", "edgezo.bench.memory_probe", json.dumps(spec)],
                           capture_output=True, text=True, timeout=timeout, env=dict(os.environ))
     if done.returncode != 0:
