@@ -65,7 +65,7 @@ def _size_row(name: str, size, common: dict) -> dict:
 def run(args) -> dict:
     quick = bool(getattr(args, "quick", False))
     sizes = SIZES_QUICK if quick else SIZES_FULL
-    batch, context = (4, 64) if quick else (4, 128)
+    batch, context = (4, 64) if quick else (8, 256)
     common = {"batch": batch, "context": context, "device": getattr(args, "device", "cpu"),
               "threads": getattr(args, "threads", 1)}
     rows = [_size_row(name, size, common) for name, size in sizes.items()]
