@@ -15,12 +15,19 @@ from .registry import Registry
 
 
 def cross_entropy(outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """Mean cross-entropy ``−(1/B) Σ_b log softmax(o_b)[y_b]`` per leading index."""
+    """Mean cross-entropy ``−(1/B) Σ_b log softmax(o_b)[y_b] = (1/B) Σ_b (logsumexp(o_b) − o_b[y_b])``.
+
+    One value per leading index.
+
+    Written as ``logsumexp − gather``: the same value as ``F.cross_entropy`` to
+    float rounding, and several times faster on the CPU for few classes and
+    many rows (q stacked forwards), where ``log_softmax`` is slow.
+    """
     lead = outputs.shape[:-2]
     b, c = outputs.shape[-2:]
     flat = outputs.reshape(-1, c)
     y = targets.reshape(1, b).expand(flat.shape[0] // b, b).reshape(-1) if lead else targets
-    per_sample = F.cross_entropy(flat, y, reduction="none")
+    per_sample = torch.logsumexp(flat, -1) - flat.gather(1, y.reshape(-1, 1)).squeeze(1)
     return per_sample.view(*lead, b).mean(-1)
 
 
@@ -32,9 +39,22 @@ def mse(outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     return err.pow(2).mean(dim=(-1, -2))
 
 
+def next_token(logits: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+    """Language-modelling loss ``−(1/(B(T−1))) Σ_{b,t<T} log softmax(logits[b,t])[ids[b,t+1]]`` per leading index.
+
+    ``logits`` (*lead, B, T, V), ``ids`` (B, T) token ids (the targets are the inputs shifted by one).
+    """
+    lead = logits.shape[:-3]
+    pred = logits[..., :-1, :]
+    target = ids[..., 1:].expand(*lead, *ids[..., 1:].shape)
+    nll = F.cross_entropy(pred.reshape(-1, pred.shape[-1]), target.reshape(-1), reduction="none")
+    return nll.view(*lead, -1).mean(-1)
+
+
 LOSSES: Registry = Registry("loss", group="edgezo.losses")
 LOSSES.register("cross_entropy", cross_entropy)
 LOSSES.register("mse", mse)
+LOSSES.register("next_token", next_token)
 
 
 def get_loss(name: str):

@@ -45,5 +45,6 @@ register_model("corrector1d", "edgezo.models.corrector:PeriodicCorrector")
 register_model("dncnn", "edgezo.models.denoiser:DnCNN")
 register_model("autoencoder", "edgezo.models.denoiser:ConvAutoencoder")
 register_model("pinn-mlp", "edgezo.models.pinn:PINNMLP")
+register_model("gpt2", "edgezo.models.causal_lm:gpt2")
 
 __all__ = ["MLP", "build_model", "register_model", "available_models", "MODELS"]

@@ -30,6 +30,8 @@ BENCHMARKS: dict[str, str] = {
     "solver": "edgezo.bench.solver",
     "device": "edgezo.bench.device",
     "rtl": "edgezo.bench.rtl",
+    "memory": "edgezo.bench.memory",
+    "throughput": "edgezo.bench.throughput",
 }
 
 

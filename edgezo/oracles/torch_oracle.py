@@ -11,7 +11,14 @@ Three evaluation paths:
 * ``"stacked"`` — the model's own ``forward_stacked(params, x)`` evaluates all
   q points in one call along a leading perturbation axis (e.g. ``baddbmm`` for
   an MLP);
-* ``"vmap"`` — ``torch.func.vmap`` over ``functional_call``.
+* ``"vmap"`` — ``torch.func.vmap`` over ``functional_call``;
+* ``"lean"`` — no copy of θ: each module's perturbed parameters are generated
+  in a forward pre-hook and dropped after it (:mod:`edgezo.oracles.lean`,
+  docs/memory.md); peak memory ≈ inference + one layer.
+
+``max_memory`` (bytes, a size such as ``"8GB"``, or ``"auto"`` for the free
+device memory) picks ``"lean"`` for every query set whose stacked evaluation
+would need more than that: θ's copy, one chunk block and the q directions.
 
 ``path="auto"`` times the available paths on the first call for each query
 shape (query kind, number of points, batch size) and keeps the fastest; the
@@ -30,8 +37,9 @@ from ..direction_cache import cached_directions
 from ..models.protocols import StackedForward
 from ..oracle import Batch, Counters, Oracle, Queries, SeedQueries, SeedUpdate, batch_size_of
 from ..params import GroupSpec, ParamSpace
+from .lean import LeanEvaluator, available_memory, parse_memory, stacked_extra_bytes
 
-PATHS = ("loop", "stacked", "vmap")
+PATHS = ("loop", "stacked", "vmap", "lean")
 
 
 def best_time_us(run, *, reps: int, cuda: bool = False) -> float:
@@ -56,9 +64,12 @@ class TorchOracle(Oracle):
         loss_fn: ``loss_fn(outputs (*lead, B, ...), targets (B, ...)) -> (*lead)``
             (see :mod:`edgezo.losses`).
         groups: parameter grouping for :class:`~edgezo.params.ParamSpace`.
-        path: ``"auto"`` or one of ``"loop"``, ``"stacked"``, ``"vmap"``.
+        path: ``"auto"`` or one of ``"loop"``, ``"stacked"``, ``"vmap"``, ``"lean"``.
         max_stack_elems: bound on ``q_chunk × dim`` entries of a stacked
             parameter block; larger query sets are evaluated in chunks.
+        max_memory: memory budget in bytes (or ``"8GB"``, ``"auto"``): with
+            ``path="auto"``, query sets whose stacked evaluation needs more
+            extra memory than this take the lean path. None: no budget.
 
     Protected API for subclasses (:data:`SUBCLASS_HOOKS`; a subclass overrides
     these and the public :class:`~edgezo.oracles.base.Oracle` methods, nothing
@@ -78,7 +89,7 @@ class TorchOracle(Oracle):
     SUBCLASS_HOOKS = ("_available_paths", "_run", "_chunk")
 
     def __init__(self, model: torch.nn.Module, loss_fn, *, groups: GroupSpec = None, path: str = "auto",
-                 max_stack_elems: int = 2**24):
+                 max_stack_elems: int = 2**24, max_memory=None):
         if path != "auto" and path not in PATHS:
             raise ValueError(f"unknown evaluation path {path!r}; use 'auto' or one of {PATHS}")
         if path == "stacked" and not isinstance(model, StackedForward):
@@ -89,6 +100,9 @@ class TorchOracle(Oracle):
         self.layout = self.space.layout
         self.path = path
         self.max_stack_elems = int(max_stack_elems)
+        budget = parse_memory(max_memory)
+        self.max_memory = available_memory(self.space.device) if budget == "auto" else budget
+        self.lean = LeanEvaluator(model, self.space)
         self.counters = Counters()
         self.choices: dict[str, str] = {}
         self.timings: dict[str, dict[str, float]] = {}
@@ -111,6 +125,9 @@ class TorchOracle(Oracle):
         self.space.set_grad_flat(grad)
 
     def apply_seed_update(self, update: SeedUpdate, lr: float) -> None:
+        if self._lean_for(len(update.seeds)):
+            self.lean.apply_seed_update(update, lr)
+            return
         g = self.layout.group(update.group)
         z = cached_directions(update.seeds, g.offset, g.numel, update.kind, self.device, self.space.dtype)
         coeffs = torch.tensor(update.coeffs, dtype=z.dtype, device=z.device)
@@ -159,6 +176,15 @@ class TorchOracle(Oracle):
             out.append(self.loss_fn(functional_call(self.model, (row, buffers), (x,)), y))
         return torch.stack(out)
 
+    def _lean_for(self, q: int) -> bool:
+        """Whether q queries take the lean path: asked for, or the stacked path's extra memory is over budget."""
+        if self.path == "lean":
+            return True
+        if self.path != "auto" or self.max_memory is None:
+            return False
+        itemsize = torch.empty((), dtype=self.space.dtype).element_size()
+        return stacked_extra_bytes(self.dim, q, self._chunk(q, 0), itemsize) > self.max_memory
+
     def _available_paths(self) -> list[str]:
         paths = ["loop", "vmap"]
         if isinstance(self.model, StackedForward):
@@ -189,9 +215,14 @@ class TorchOracle(Oracle):
     def evaluate(self, queries: Queries, batch: Batch) -> torch.Tensor:
         x, y = self._batch_to_device(batch)[:2]
         q = len(queries)
+        kind = "seed" if isinstance(queries, SeedQueries) else "coord"
+        if self._lean_for(q):
+            self.choices[f"{kind}:q={q}:b={batch_size_of(batch)}"] = "lean"
+            losses = self.lean.evaluate(queries, x, y, self.loss_fn)
+            self.counters.add(q, batch_size_of(batch))
+            return losses
         theta = self.space.get_flat()
         chunk = self._chunk(q, batch_size_of(batch))
-        kind = "seed" if isinstance(queries, SeedQueries) else "coord"
         losses = []
         with torch.no_grad():
             for lo in range(0, q, chunk):
