@@ -177,6 +177,19 @@ def create_robustify_app(db_path: str | os.PathLike, workdir: str | os.PathLike,
                               "smoothing.")
     app.state.store = store
     install_error_handlers(app)
+    caller, own_job = _access(store, tokens)
+
+    @app.get("/healthz")
+    def healthz() -> dict:
+        return {"status": "ok"}
+
+    _job_routes(app, store, caller, own_job, allowed=allowed, data_root=data_root, check_target=check_target)
+    _artifact_routes(app, caller, own_job)
+    return app
+
+
+def _access(store: JobStore, tokens: list[Credential]):
+    """``caller`` (the bearer token's credential, else 401) and ``own_job`` (the caller's job, else 404)."""
     bearer = HTTPBearer(auto_error=False, description="a token from the service's token list")
 
     def caller(creds: HTTPAuthorizationCredentials | None = Security(bearer)) -> Credential:
@@ -192,10 +205,11 @@ def create_robustify_app(db_path: str | os.PathLike, workdir: str | os.PathLike,
             raise HTTPException(404, detail=f"no job {job_id!r}")
         return job
 
-    @app.get("/healthz")
-    def healthz() -> dict:
-        return {"status": "ok"}
+    return caller, own_job
 
+
+def _job_routes(app: FastAPI, store: JobStore, caller, own_job, *, allowed, data_root, check_target: bool) -> None:
+    """Submit, list, read and cancel jobs."""
     @app.post("/v1/jobs", response_model=JobView, status_code=201,
               responses={**ERRORS, 422: {"description": "malformed request, impossible settings, bad target or "
                                                         "data, a target not on the allow-list, or a budget too "
@@ -240,6 +254,10 @@ def create_robustify_app(db_path: str | os.PathLike, workdir: str | os.PathLike,
         app.state.worker.cancel(job_id)
         return _view(store.request_cancel(job_id))
 
+
+def _artifact_routes(app: FastAPI, caller, own_job) -> None:
+    """A completed job's artifacts: the list and each file."""
+
     def completed_dir(job_id: str, cred: Credential) -> Path:
         job = own_job(job_id, cred)
         if job["status"] != "completed":
@@ -263,5 +281,3 @@ def create_robustify_app(db_path: str | os.PathLike, workdir: str | os.PathLike,
             raise HTTPException(404, detail=f"job {job_id} has no artifact {name!r}")
         media = "application/json" if name.endswith(".json") else "application/octet-stream"
         return FileResponse(folder / name, media_type=media, filename=name)
-
-    return app
