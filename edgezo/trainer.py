@@ -82,6 +82,7 @@ class TrainConfig:
     seed: int = 0
     schedule: str | None = None
     min_lr_ratio: float = 0.0
+    max_wall_s: float | None = None  # stop after the step that crosses this wall time (then evaluate)
 
     def __post_init__(self):
         if self.epochs < 1:
@@ -262,6 +263,8 @@ class Trainer:
     # --- the loop ---------------------------------------------------------------
     def _evaluate(self, step: int) -> dict:
         record = {"step": step, "forward_passes": self.oracle.counters.forward_passes}
+        if getattr(self, "_clock", None) is not None:  # training wall time so far (evaluations included)
+            record["wall_s"] = round(self._clock[1] + time.perf_counter() - self._clock[0], 3)
         if self.evaluator is not None:
             record.update(self.evaluator(self.oracle))
         self.state.evals.append(record)
@@ -278,6 +281,7 @@ class Trainer:
         ckpt_every = cfg.checkpoint_every or spe
         started = time.perf_counter()
         wall_before = self.state.wall_s
+        self._clock = (started, wall_before)
         bar = tqdm(total=self.total_steps, initial=self.state.step, disable=not self.progress, unit="step",
                    dynamic_ncols=True, leave=False, file=sys.stderr)
         try:
@@ -299,7 +303,9 @@ class Trainer:
                 self.state.step = step + 1
                 self.state.losses.append((step, est.loss))
                 bar.update(1)
-                if self.state.step % eval_every == 0 or self.state.step == self.total_steps:
+                elapsed = wall_before + time.perf_counter() - started
+                out_of_time = cfg.max_wall_s is not None and elapsed >= cfg.max_wall_s
+                if self.state.step % eval_every == 0 or self.state.step == self.total_steps or out_of_time:
                     rec = self._evaluate(self.state.step)
                     shown = {k: f"{v:.4g}" for k, v in rec.items() if k == self.primary_metric}
                     bar.set_postfix(loss=f"{est.loss:.4f}", **shown)
@@ -307,6 +313,8 @@ class Trainer:
                         self.state.step % ckpt_every == 0 or self.state.step == self.total_steps):
                     self.state.wall_s = wall_before + time.perf_counter() - started
                     self.save_checkpoint()
+                if out_of_time:
+                    break
         finally:
             bar.close()
         self.state.wall_s = wall_before + time.perf_counter() - started
