@@ -72,6 +72,8 @@ def test_rank_table_and_task_selection():
                                         {"rank": 8, "params": 40, "fo_accuracy": 0.85}]
     args = types.SimpleNamespace(tasks=None, mnist="/data")
     assert tensor_zo._selected_tasks(args) == ["digits", "mnist", "mnist1024", "ranks"]
+    args.quick = True
+    assert tensor_zo._selected_tasks(args) == ["digits", "mnist"]
     with pytest.raises(ValueError, match="need --mnist"):
         tensor_zo._selected_tasks(types.SimpleNamespace(tasks="ranks", mnist=None))
     with pytest.raises(ValueError, match="unknown task"):
