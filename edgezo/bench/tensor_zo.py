@@ -150,6 +150,8 @@ def config_recipe(task: Task, config: str, *, epochs: int | None = None, seed: i
     train = cfg.setdefault("train", {})
     if max_wall_s is not None:
         train["max_wall_s"] = max_wall_s
+    if task is not DIGITS:  # four test evaluations per epoch of the 60k training images: finer curves
+        train.setdefault("eval_every", max(1, 60000 // int(train.get("batch_size", 64)) // 4))
     old_epochs = int(train.get("epochs", 10))
     if epochs is not None and epochs != old_epochs:
         train["epochs"] = epochs

@@ -38,6 +38,7 @@ def test_config_recipe_rank_lr_and_cap():
     assert [spec[2] for spec in cfg["model"]["layer_specs"]] == [6, 6]
     assert all(p["optimizer"]["lr"] == 0.003 for p in cfg["phases"])
     assert cfg["train"]["max_wall_s"] == 12.0
+    assert cfg["train"]["eval_every"] == 60000 // cfg["train"]["batch_size"] // 4
     dense = tensor_zo.config_recipe(tensor_zo.MNIST, "zo-rge-dense", lr=0.001).config
     assert dense["optimizer"]["lr"] == 0.001 and dense["model"]["sizes"] == [784, 256, 10]
     big = tensor_zo.config_recipe(tensor_zo.MNIST1024, "fo-tt").config
