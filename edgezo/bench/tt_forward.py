@@ -18,14 +18,11 @@ Achieved FLOP/s are reported two ways: "executed" (the FLOPs the path really per
 the dense stacked forward). The peak is the best of a few square float32 GEMMs on the same
 threads. Times are the minimum over interleaved rounds (the machine may be shared).
 
-Measured (torch 2.13 CPU, 2 shared cores at load ~13, q = 11, B = 2,000, best of 3):
-784→256 r4 — dense 0.22 s, tt-reconstruct 1.46× dense (27 GFLOP/s executed, ~0.9 of
-the 1024² GEMM peak), tt-contract 12.4×, tt-einsum 12.3× without opt_einsum (with opt_einsum's
-path: ~1.5 s, still 4.5× the reconstruct path); 784→1024 r6 — tt-reconstruct 1.24×, tt-contract 7.8×. The
-reconstruct path (``mode="auto"`` at this batch) is the fast one: the chain's GEMMs
-have inner dimension r·n_k ≤ 28 and are memory bound; of the reconstruct path's
-overhead over dense, the final rank-r merge of the two halves (one permute copy of
-q·M·N floats) is about a third.
+Measured (``edgezo bench tensor-zo``, torch 2.13 CPU, 2 threads on a shared 2-core host,
+q = 11, B = 2,000; docs/methods/tensor-train-zo.md): the reconstruct path (what
+``mode="auto"`` picks at this batch) takes 1.4-1.5× the dense stacked forward, ~0.7 of
+the GEMM peak; the core-by-core chain 11-15× and the one-einsum path 7× (its GEMMs have
+inner dimension r·n_k ≤ 28 and are memory bound). So the reconstruct path stays.
 """
 
 from __future__ import annotations
