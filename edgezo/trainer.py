@@ -84,6 +84,7 @@ class TrainConfig:
     seed: int = 0
     schedule: str | None = None
     min_lr_ratio: float = 0.0
+    max_wall_s: float | None = None  # stop after the step that crosses this wall time (then evaluate)
 
     def __post_init__(self):
         if self.epochs < 1:
@@ -264,6 +265,8 @@ class Trainer:
     # --- the loop ---------------------------------------------------------------
     def _evaluate(self, step: int) -> dict:
         record = {"step": step, "forward_passes": self.oracle.counters.forward_passes}
+        if getattr(self, "_clock", None) is not None:  # training wall time so far (evaluations included)
+            record["wall_s"] = round(self._clock[1] + time.perf_counter() - self._clock[0], 3)
         if self.evaluator is not None:
             record.update(self.evaluator(self.oracle))
         self.state.evals.append(record)
@@ -280,6 +283,7 @@ class Trainer:
         ckpt_every = cfg.checkpoint_every or spe
         started = time.perf_counter()
         wall_before = self.state.wall_s
+        self._clock = (started, wall_before)
         # a progress bar on a terminal; one line per epoch in a log file or CI (no redraws)
         interactive = self.progress and sys.stderr.isatty()
         loggers = list(self.loggers)
@@ -313,7 +317,9 @@ class Trainer:
                 for log in loggers:
                     log.on_step(step + 1, est.loss, lr=lr, seconds=time.perf_counter() - t_step,
                                 forward_passes=self.oracle.counters.forward_passes)
-                if self.state.step % eval_every == 0 or self.state.step == self.total_steps:
+                elapsed = wall_before + time.perf_counter() - started
+                out_of_time = cfg.max_wall_s is not None and elapsed >= cfg.max_wall_s
+                if self.state.step % eval_every == 0 or self.state.step == self.total_steps or out_of_time:
                     rec = self._evaluate(self.state.step)
                     shown = {k: f"{v:.4g}" for k, v in rec.items() if k == self.primary_metric}
                     bar.set_postfix(loss=f"{est.loss:.4f}", **shown)
@@ -326,6 +332,8 @@ class Trainer:
                         self.state.step % ckpt_every == 0 or self.state.step == self.total_steps):
                     self.state.wall_s = wall_before + time.perf_counter() - started
                     self.save_checkpoint()
+                if out_of_time:
+                    break
         finally:
             bar.close()
             for log in self.loggers:

@@ -14,41 +14,45 @@ zo-hybrid-tt    TT-MLP                       the recipe's own schedule (phases /
 
 Tasks: ``digits`` (recipe ``digits-tt``: 64→512→10 with TT layers, 1,722
 trainable parameters, against a dense 64→512→10 MLP with 38,410) and, with
-``--mnist DIR``, ``mnist`` (recipe ``mnist-tt``: the authors' 784→256→10 net,
-rank 4, against a dense 784→256→10). The digits architecture is chosen so that
-both TT goals can hold: one wide hidden layer makes the dense twin ≥ 20× larger
-while the TT net still fits digits as well (a deeper 64→256→256→10 twin makes
-CGE over the TT cores ~3× dearer for no accuracy gain).
+``--mnist DIR`` (Fashion-MNIST / MNIST IDX files, 60k/10k), ``mnist`` (recipe
+``mnist-tt``: the authors' 784→256→10 net, rank 4, 1,770 trainable against a dense
+784→256→10 with 203,530), ``mnist1024`` (``mnist-tt-1024``: 784→1024→10, rank 6,
+3,962 against 814,090) and ``ranks`` (the 784→256→10 net at ranks 2, 4, 6, 8: FO and
+the ZO schedule, one seed). ``--tasks`` picks a subset; ``--dense-lrs`` adds a
+learning-rate sweep of ZO-RGE-dense (the forward-pass ratio is taken against the
+best dense setting). Every run also records test accuracy against wall time.
+
+CPU budget (2 cores, torch 2.13, measured per step at batch 2,000): every MNIST run
+is capped at ``--max-run-s`` (default 1,800 s; it stops after the step that crosses
+the cap and says so through its step count). At 20 epochs (600 steps) a ZO-RGE run on
+the 784→256→10 TT net takes ~6 min, FO ~1 min; the 784→1024→10 runs ~2-3× that; the
+full benchmark (digits + mnist + mnist1024 + ranks) is planned at ≤ 90 min but was
+not run end to end on the shared development host. ``--quick``: digits and, with ``--mnist``, only the
+784→256→10 task (unless ``--tasks`` says otherwise), two epochs per MNIST run, each
+capped at 20 s (a smoke run; its MNIST accuracies mean little).
 
 Reported per configuration: final test accuracy, forward passes (loss
 evaluations; FO also counts its backward passes separately), samples forwarded,
 trainable parameters, wall time and peak RSS. **Peak RSS**: every
 configuration runs in its own spawned process (``multiprocessing`` "spawn"),
-so ``peak_rss_mb`` is that process's high-water mark (it includes the ~0.3 GB
-of the Python + torch runtime and the data; ``rss_start_mb`` is the RSS after
-loading data and model, before the first step, so ``peak - start`` is what
-training itself added). ``--in-process`` runs everything in this process
-instead: then only the RSS growth during each run is meaningful, and it is
-reported as such (``peak_rss_mb`` is ``None``).
+so ``peak_rss_mb`` is that process's high-water mark (``rss_start_mb`` is the RSS
+after loading data and model). ``--in-process`` runs everything in this process
+instead; then only the RSS growth during each run is reported.
 
-Goals (digits): ``hybrid_tt_gap_pp`` = FO-TT − ZO-hybrid-TT test accuracy in
-points (target ≤ 1.0); ``tt_compression`` = dense / TT trainable parameters
-(≥ 20); ``tt_fo_loss_pp`` = FO-dense − FO-TT accuracy in points (≤ 1.0);
-``tt_forward_pass_ratio`` = forward passes ZO-RGE-dense needs to first reach
-its final accuracy over those ZO-RGE-TT needs to reach the same accuracy (> 1;
-``None`` if ZO-TT never reaches it). Accuracies are averaged over the seeds
-(3 by default, 1 with ``--quick``); the ratio is the median of the per-seed
-ratios that exist.
-
-``--quick`` shortens every run to ``quick_epochs`` and scales the recipe's
-phase starts by the same factor. MNIST runs only when asked for, with one seed
-(``--seed``): there a ZO configuration takes 5-15 minutes on a CPU.
+Goals: digits ``hybrid_tt_gap_pp`` = FO-TT − ZO-hybrid-TT test accuracy in points
+(≤ 1.0), ``tt_compression`` = dense / TT trainable parameters (≥ 20), ``tt_fo_loss_pp``
+= FO-dense − FO-TT (≤ 1.0), ``tt_forward_pass_ratio`` = forward passes ZO-RGE-dense
+needs to first reach its final accuracy over those ZO-RGE-TT needs to reach it
+(> 1; ``None`` if ZO-TT never does); the same with prefix ``mnist_`` for
+784→256→10 (gap ≤ 2, ratio ≥ 3, compression ≥ 100, FO loss ≤ 3) and
+``mnist1024_hybrid_tt_gap_pp`` (≤ 3). ``stacked_forward`` (:mod:`.tt_forward`) times
+the stacked TT forward of q = 11 copies at batch 2,000 against the dense stacked
+forward and the matmul peak.
 """
 
 from __future__ import annotations
 
 import copy
-import math
 import os
 import statistics
 import time
@@ -75,19 +79,36 @@ class Task:
 DIGITS = Task(name="digits", recipe="digits-tt", dense={"kind": "mlp", "sizes": [64, 512, 10], "activation": "relu"},
               quick_epochs=12)
 MNIST = Task(name="mnist", recipe="mnist-tt", dense={"kind": "mlp", "sizes": [784, 256, 10], "activation": "relu"},
-             quick_epochs=3)
+             quick_epochs=2)
+MNIST1024 = Task(name="mnist1024", recipe="mnist-tt-1024",
+                 dense={"kind": "mlp", "sizes": [784, 1024, 10], "activation": "relu"}, quick_epochs=2)
+TASKS = {"digits": DIGITS, "mnist": MNIST, "mnist1024": MNIST1024}
+RANKS = (2, 4, 6, 8)
+# Wall-time cap per training run (seconds) of the full benchmark; --quick caps every run at QUICK_CAP_S.
+ZO_CAP_S = 1800
+QUICK_CAP_S = 20
 
 
 def add_arguments(parser) -> None:
     parser.add_argument("--mnist", metavar="DIR",
-                        help="also run the MNIST-size task on MNIST-format IDX data in DIR "
-                             "(e.g. /usr/share/datasets/fashion-mnist)")
+                        help="also run the MNIST-size tasks (784-256-10 rank 4, 784-1024-10 rank 6 and the rank "
+                             "study) on MNIST-format IDX data in DIR (e.g. /usr/share/datasets/fashion-mnist)")
+    parser.add_argument("--tasks", help="comma-separated subset of digits, mnist, mnist1024, ranks "
+                                        "(default: digits, plus the other three with --mnist)")
+    parser.add_argument("--ranks", default=",".join(map(str, RANKS)),
+                        help="TT ranks of the 784-256-10 rank study (FO and the ZO schedule, one seed)")
+    parser.add_argument("--dense-lrs", default="",
+                        help="comma-separated Adam learning rates for a zo-rge-dense sweep (point 3: the dense "
+                             "baseline at its best setting); the best one enters mnist_tt_forward_pass_ratio")
     parser.add_argument("--seeds", type=int,
                         help="seeds per configuration (default 3, or 1 with --quick): digits test accuracies "
                              "move by ~1 point from seed to seed (450 test images)")
     parser.add_argument("--configs", default=",".join(CONFIGS),
                         help=f"comma-separated subset of {', '.join(CONFIGS)}")
     parser.add_argument("--epochs", type=int, help="override the epochs of every run")
+    parser.add_argument("--max-run-s", type=float,
+                        help=f"wall-time cap per training run (default {ZO_CAP_S} s, {QUICK_CAP_S} s with --quick "
+                             "on the MNIST tasks); a capped run stops after the step that crosses it")
     parser.add_argument("--threads", type=int, help="torch threads per run (default: torch's choice)")
     parser.add_argument("--in-process", action="store_true",
                         help="run every configuration in this process (peak RSS then not per configuration)")
@@ -111,13 +132,27 @@ def scaled_phases(phases: list[dict], epochs: int, new_epochs: int) -> list[dict
     return out
 
 
-def config_recipe(task: Task, config: str, *, epochs: int | None = None, seed: int = 0):
-    """The recipe one configuration trains (a modified copy of the task's TT recipe)."""
+def config_recipe(task: Task, config: str, *, epochs: int | None = None, seed: int = 0, rank: int | None = None,
+                  lr: float | None = None, max_wall_s: float | None = None):
+    """The recipe one configuration trains (a modified copy of the task's TT recipe).
+
+    ``rank`` replaces every TT layer's rank, ``lr`` every ZO phase's Adam learning rate,
+    ``max_wall_s`` caps the run's wall time.
+    """
     from ..recipes import Recipe, get_recipe, with_estimator
 
     base = get_recipe(task.recipe)
     cfg = copy.deepcopy(base.config)
+    if rank is not None:
+        cfg["model"]["layer_specs"] = [[spec[0], spec[1], rank] for spec in cfg["model"]["layer_specs"]]
+    if lr is not None:
+        for phase in cfg.get("phases", [cfg]):
+            phase["optimizer"] = {**phase["optimizer"], "lr": lr}
     train = cfg.setdefault("train", {})
+    if max_wall_s is not None:
+        train["max_wall_s"] = max_wall_s
+    if task is not DIGITS:  # four test evaluations per epoch of the 60k training images: finer curves
+        train.setdefault("eval_every", max(1, 60000 // int(train.get("batch_size", 64)) // 4))
     old_epochs = int(train.get("epochs", 10))
     if epochs is not None and epochs != old_epochs:
         train["epochs"] = epochs
@@ -186,7 +221,7 @@ def run_config(payload: dict) -> dict:
         "wall_s": m["wall_s"],
         "estimator": m["estimator"],
         "rss_start_mb": None if rss_start is None else round(rss_start, 1),
-        "history": [{"step": h["step"], "forward_passes": h["forward_passes"],
+        "history": [{"step": h["step"], "forward_passes": h["forward_passes"], "wall_s": h.get("wall_s"),
                      "test_accuracy": h["test_accuracy"]} for h in m["history"]],
     }
     if payload.get("isolated"):
@@ -239,8 +274,11 @@ def task_goals(runs: dict[str, list[dict]]) -> dict[str, Any]:
         goals["tt_compression"] = dense / tt
     if "fo-dense" in runs and "fo-tt" in runs:
         goals["tt_fo_loss_pp"] = round(100 * (acc("fo-dense") - acc("fo-tt")), 6) + 0.0
-    if "zo-rge-dense" in runs and "zo-rge-tt" in runs:
-        ratios = [forward_pass_ratio(d, t) for d, t in zip(runs["zo-rge-dense"], runs["zo-rge-tt"])]
+    dense_zo = [c for c in runs if c.split("@")[0] == "zo-rge-dense"]
+    if dense_zo and "zo-rge-tt" in runs:  # against the dense baseline's best setting (point 3)
+        best = max(dense_zo, key=acc)
+        goals["zo_dense_baseline"] = best
+        ratios = [forward_pass_ratio(d, t) for d, t in zip(runs[best], runs["zo-rge-tt"])]
         ratios = [r for r in ratios if r is not None]
         goals["tt_forward_pass_ratio"] = statistics.median(ratios) if ratios else None
     return goals
@@ -271,12 +309,40 @@ def _summary(rows: list[dict]) -> dict:
     return out
 
 
-def run_task(task: Task, args, data_path: str | None = None, *, n_seeds: int | None = None) -> dict:
+def _jobs(task: Task, args) -> list[tuple[str, str, dict]]:
+    """(label, configuration, config_recipe options) of every run of one task."""
     configs = [c.strip() for c in args.configs.split(",") if c.strip()]
     unknown = [c for c in configs if c not in CONFIGS]
     if unknown:
         raise ConfigError(f"unknown configuration(s) {', '.join(unknown)}; choose from {', '.join(CONFIGS)}")
+    jobs = [(c, c, {}) for c in configs]
+    if task is MNIST:
+        for lr in _floats(args.dense_lrs, "--dense-lrs"):
+            jobs.append((f"zo-rge-dense@lr={lr:g}", "zo-rge-dense", {"lr": lr}))
+    return jobs
+
+
+def _rank_jobs(args) -> list[tuple[str, str, dict]]:
+    ranks = [int(r) for r in _floats(args.ranks, "--ranks")]
+    if any(r < 1 for r in ranks):
+        raise ConfigError(f"--ranks must be positive integers, got {args.ranks!r}")
+    return [(f"{c}@r={r}", c, {"rank": r}) for r in ranks for c in ("fo-tt", "zo-hybrid-tt")]
+
+
+def _floats(text: str, what: str) -> list[float]:
+    try:
+        return [float(v) for v in (text or "").split(",") if v.strip()]
+    except ValueError:
+        raise ConfigError(f"{what} must be comma-separated numbers, got {text!r}") from None
+
+
+def run_task(task: Task, args, data_path: str | None = None, *, n_seeds: int | None = None,
+             jobs: list[tuple[str, str, dict]] | None = None) -> dict:
+    jobs = _jobs(task, args) if jobs is None else jobs
     epochs = args.epochs or (task.quick_epochs if args.quick else None)
+    cap = args.max_run_s or (QUICK_CAP_S if args.quick and task is not DIGITS else None)
+    if task is not DIGITS and cap is None:
+        cap = ZO_CAP_S
     if n_seeds is None:
         n_seeds = args.seeds if args.seeds is not None else (1 if args.quick else 3)
     if n_seeds < 1:
@@ -284,20 +350,21 @@ def run_task(task: Task, args, data_path: str | None = None, *, n_seeds: int | N
     seeds = [args.seed + i for i in range(n_seeds)]
     runs: dict[str, list[dict]] = {}
     recipes = {}
-    for config in configs:
+    for label, config, options in jobs:
         for seed in seeds:
-            recipe = config_recipe(task, config, epochs=epochs, seed=seed)
-            recipes[config] = recipe.config
+            recipe = config_recipe(task, config, epochs=epochs, seed=seed, max_wall_s=cap, **options)
+            recipes[label] = recipe.config
             t0 = time.perf_counter()
-            row = _run({"name": f"{task.recipe}:{config}", "config": recipe.config, "data_path": data_path,
+            row = _run({"name": f"{task.recipe}:{label}", "config": recipe.config, "data_path": data_path,
                         "threads": args.threads}, args.in_process)
             row["seed"] = seed
-            print(f"[tensor-zo] {task.name} {config} seed {seed}: test accuracy {row['test_accuracy']:.4f}, "
+            print(f"[tensor-zo] {task.name} {label} seed {seed}: test accuracy {row['test_accuracy']:.4f}, "
                   f"{row['forward_passes']} forward passes, {time.perf_counter() - t0:.0f} s", flush=True)
-            runs.setdefault(config, []).append(row)
+            runs.setdefault(label, []).append(row)
     return {
         "recipe": task.recipe,
-        "epochs": recipes[configs[0]]["train"]["epochs"],
+        "epochs": recipes[jobs[0][0]]["train"]["epochs"],
+        "max_run_s": cap,
         "seeds": seeds,
         "goals": task_goals(runs),
         "summary": {c: _summary(rows) for c, rows in runs.items()},
@@ -308,55 +375,92 @@ def run_task(task: Task, args, data_path: str | None = None, *, n_seeds: int | N
     }
 
 
+def rank_table(res: dict) -> list[dict]:
+    """Rows {rank, params, fo_accuracy, zo_accuracy} of the rank study."""
+    rows: dict[int, dict] = {}
+    for label, s in res["summary"].items():
+        config, rank = label.split("@r=")
+        row = rows.setdefault(int(rank), {"rank": int(rank), "params": s["params"]})
+        row["fo_accuracy" if config == "fo-tt" else "zo_accuracy"] = s["test_accuracy"]
+    return [rows[r] for r in sorted(rows)]
+
+
+def _selected_tasks(args) -> list[str]:
+    if args.tasks:
+        names = [t.strip() for t in args.tasks.split(",") if t.strip()]
+        bad = [t for t in names if t not in (*TASKS, "ranks")]
+        if bad:
+            raise ConfigError(f"unknown task(s) {', '.join(bad)}; choose from digits, mnist, mnist1024, ranks")
+    else:
+        more = ["mnist"] if getattr(args, "quick", False) else ["mnist", "mnist1024", "ranks"]
+        names = ["digits"] + (more if args.mnist is not None else [])
+    if args.mnist is None and any(t != "digits" for t in names):
+        raise ConfigError("the mnist, mnist1024 and ranks tasks need --mnist DIR (MNIST-format IDX data)")
+    return names
+
+
 def run(args) -> dict:
     for key, default in (("mnist", None), ("seeds", None), ("configs", ",".join(CONFIGS)), ("epochs", None),
-                         ("in_process", False), ("threads", None)):
+                         ("in_process", False), ("threads", None), ("tasks", None), ("ranks", "2,4,6,8"),
+                         ("dense_lrs", ""), ("max_run_s", None)):
         if not hasattr(args, key):
             setattr(args, key, default)
     if args.mnist is not None and not os.path.isdir(args.mnist):
         raise ConfigError(f"--mnist {args.mnist}: not a directory (give the folder with the MNIST-format IDX files)")
+    names = _selected_tasks(args)
     result: dict[str, Any] = {
         "rss_method": ("in-process: rss_growth_mb = growth of this process's peak RSS during each run"
                        if args.in_process else
                        "one spawned process per run: peak_rss_mb is that process's high-water mark"),
         "tasks": {},
     }
-    result["tasks"]["digits"] = run_task(DIGITS, args)
-    if args.mnist is not None:
-        result["tasks"]["mnist"] = run_task(MNIST, args, data_path=args.mnist, n_seeds=1)
-    digits = result["tasks"]["digits"]["goals"]
-    result["goals"] = {k: digits.get(k) for k in ("hybrid_tt_gap_pp", "tt_compression", "tt_fo_loss_pp",
-                                                   "tt_forward_pass_ratio")}
-    result["targets"] = {"hybrid_tt_gap_pp": "<= 1.0", "tt_compression": ">= 20", "tt_fo_loss_pp": "<= 1.0",
-                         "tt_forward_pass_ratio": "> 1"}
+    for name in names:
+        if name == "ranks":
+            res = run_task(MNIST, args, data_path=args.mnist, n_seeds=1, jobs=_rank_jobs(args))
+            res["rank_table"] = rank_table(res)
+            result["tasks"]["ranks"] = res
+        else:
+            task = TASKS[name]
+            result["tasks"][name] = run_task(task, args, data_path=None if task is DIGITS else args.mnist,
+                                             n_seeds=None if task is DIGITS else 1)
+    from . import tt_forward
+
+    result["stacked_forward"] = tt_forward.run(rounds=3 if args.quick else 7)
+    result["goals"], result["targets"] = all_goals(result)
     return result
 
 
-def plot(result: dict, path) -> None:
-    from ..io import save_figure
-    from ..plots import _pyplot
-
-    plt = _pyplot()
+def all_goals(result: dict) -> tuple[dict, dict]:
+    """The top-level goals (digits ones unprefixed, MNIST ones prefixed) and their targets."""
+    goals: dict[str, Any] = {}
+    targets: dict[str, str] = {}
     tasks = result["tasks"]
-    fig, axes = plt.subplots(1, len(tasks), figsize=(7 * len(tasks), 4.6), squeeze=False)
-    styles = {"fo-dense": ("C0", "--"), "fo-tt": ("C1", "--"), "zo-rge-dense": ("C0", "-"),
-              "zo-rge-tt": ("C1", "-"), "zo-hybrid-tt": ("C2", "-")}
-    for ax, (name, res) in zip(axes[0], tasks.items()):
-        for config, rows in res["runs"].items():
-            hist = rows[0]["history"]
-            color, ls = styles.get(config, ("k", ":"))
-            s = res["summary"][config]
-            ax.plot([max(1, h["forward_passes"]) for h in hist], [100 * h["test_accuracy"] for h in hist],
-                    color=color, ls=ls, marker="o", ms=2.5,
-                    label=f"{config} ({s['params']:,} params): {100 * s['test_accuracy']:.1f}%")
-        ax.set_xscale("log")
-        ax.set_xlabel("forward passes (loss evaluations)")
-        ax.set_ylabel("test accuracy (%)")
-        g = res["goals"]
-        bits = [f"{k}={v:.3g}" for k, v in g.items() if isinstance(v, (int, float)) and not math.isnan(v)]
-        ax.set_title(f"{name} ({res['recipe']}, {res['epochs']} epochs)\n" + ", ".join(bits), fontsize=9)
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7, loc="lower right")
-    fig.tight_layout()
-    save_figure(fig, path, dpi=110)
-    plt.close(fig)
+    if "digits" in tasks:
+        g = tasks["digits"]["goals"]
+        goals.update({k: g.get(k) for k in ("hybrid_tt_gap_pp", "tt_compression", "tt_fo_loss_pp",
+                                            "tt_forward_pass_ratio")})
+        targets.update({"hybrid_tt_gap_pp": "<= 1.0", "tt_compression": ">= 20", "tt_fo_loss_pp": "<= 1.0",
+                        "tt_forward_pass_ratio": "> 1"})
+    if "mnist" in tasks:
+        g = tasks["mnist"]["goals"]
+        goals.update({f"mnist_{k}": g.get(k) for k in ("hybrid_tt_gap_pp", "tt_forward_pass_ratio",
+                                                       "tt_compression", "tt_fo_loss_pp")})
+        targets.update({"mnist_hybrid_tt_gap_pp": "<= 2", "mnist_tt_forward_pass_ratio": ">= 3",
+                        "mnist_tt_compression": ">= 100", "mnist_tt_fo_loss_pp": "<= 3"})
+    if "mnist1024" in tasks:
+        g = tasks["mnist1024"]["goals"]
+        goals.update({"mnist1024_hybrid_tt_gap_pp": g.get("hybrid_tt_gap_pp"),
+                      "mnist1024_tt_compression": g.get("tt_compression")})
+        targets.update({"mnist1024_hybrid_tt_gap_pp": "<= 3", "mnist1024_tt_compression": "~205"})
+    layer = result.get("stacked_forward", {}).get("layers", {}).get("784x256 r4")
+    if layer:
+        goals["tt_stacked_forward_time_over_dense"] = layer["time_over_dense"]["tt-reconstruct"]
+        targets["tt_stacked_forward_time_over_dense"] = "report (784x256 r4, q=11, batch 2000; ~1 = dense speed)"
+    return goals, targets
+
+
+def plot(result: dict, path) -> None:
+    """Accuracy vs forward passes and vs wall time per task, and the rank study (see tensor_zo_plot)."""
+    from .tensor_zo_plot import plot_result
+
+    plot_result(result, path)

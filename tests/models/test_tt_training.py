@@ -45,7 +45,7 @@ def test_mnist_recipes_take_the_data_path_from_the_command_line():
 def test_mnist_tt_recipe_trains_a_few_steps():
     recipe = apply_overrides(get_recipe("mnist-tt"), {"train.max_steps": 2, "train.epochs": 1})
     m = build_trainer(recipe, data_path=str(FASHION_MNIST_DEBIAN_DIR), progress=False).run()
-    assert m["forward_passes"] == 2 * 11 and m["samples_forwarded"] == 2 * 11 * 2000
+    assert m["forward_passes"] == 2 * 11 and m["samples_forwarded"] == 2 * 11 * 250  # RGE q=10, batch 250
     assert m["params"] == 1770
 
 

@@ -1,0 +1,91 @@
+"""edgezo bench tensor-zo: configuration recipes, goals, the rank table and the stacked-forward paths."""
+
+import types
+
+import pytest
+import torch
+
+from edgezo.bench import tensor_zo, tt_forward
+from edgezo.models.ttm import TTLinear
+
+
+def test_einsum_stacked_equals_the_layer_paths():
+    """The one-einsum stacked forward equals forward_stacked's contract and dense paths (float64)."""
+    torch.manual_seed(0)
+    layer = TTLinear([4, 7, 7, 4], [4, 4, 4, 4], 3, bias=False, dtype=torch.float64)
+    cores = [c.detach() + 0.1 * torch.randn(5, *c.shape, dtype=torch.float64) for c in layer.cores]
+    x = torch.randn(6, 784, dtype=torch.float64)
+    ref = layer.forward_stacked(cores, None, x, path="contract")
+    assert torch.allclose(tt_forward.einsum_stacked(cores, x), ref, rtol=1e-10, atol=1e-12)
+    assert torch.allclose(layer.forward_stacked(cores, None, x, path="dense"), ref, rtol=1e-10, atol=1e-12)
+    # copy 2 by itself, through the plain module forward
+    with torch.no_grad():
+        for p, c in zip(layer.cores, cores):
+            p.copy_(c[2])
+    assert torch.allclose(layer(x), ref[2], rtol=1e-10, atol=1e-12)
+
+
+def test_measure_layer_reports_every_path():
+    row = tt_forward.measure_layer([2, 2], [2, 2], 2, q=3, batch=8, rounds=1)
+    assert set(row["seconds"]) == {"dense", "tt-reconstruct", "tt-contract", "tt-einsum"}
+    assert row["time_over_dense"]["dense"] == 1.0
+    # F_c = Σ_k M_<k N_>k r_{k-1} m_k n_k r_k = 1·2·(1·2·2·2) + 2·1·(2·2·2·1) = 32; dense M·N = 16
+    assert row["macs_per_sample"] == {"dense": 16.0, "tt_contract": 32.0}
+
+
+def test_config_recipe_rank_lr_and_cap():
+    cfg = tensor_zo.config_recipe(tensor_zo.MNIST, "zo-hybrid-tt", rank=6, lr=0.003, max_wall_s=12.0).config
+    assert [spec[2] for spec in cfg["model"]["layer_specs"]] == [6, 6]
+    assert all(p["optimizer"]["lr"] == 0.003 for p in cfg["phases"])
+    assert cfg["train"]["max_wall_s"] == 12.0
+    assert cfg["train"]["eval_every"] == 60000 // cfg["train"]["batch_size"] // 4
+    dense = tensor_zo.config_recipe(tensor_zo.MNIST, "zo-rge-dense", lr=0.001).config
+    assert dense["optimizer"]["lr"] == 0.001 and dense["model"]["sizes"] == [784, 256, 10]
+    big = tensor_zo.config_recipe(tensor_zo.MNIST1024, "fo-tt").config
+    assert big["model"]["layer_specs"][0][2] == 6
+
+
+def _run(acc, passes=(10, 20), params=100):
+    return {"test_accuracy": acc, "params": params,
+            "history": [{"forward_passes": p, "test_accuracy": acc * (i + 1) / len(passes)}
+                        for i, p in enumerate(passes)]}
+
+
+def test_goals_use_the_best_dense_setting_and_mnist_names():
+    runs = {"fo-dense": [_run(0.9, params=203530)], "fo-tt": [_run(0.88, params=1770)],
+            "zo-rge-dense": [_run(0.5, params=203530)], "zo-rge-dense@lr=0.003": [_run(0.6, (30, 60), 203530)],
+            "zo-rge-tt": [_run(0.7, (10, 20), 1770)], "zo-hybrid-tt": [_run(0.85, params=1770)]}
+    g = tensor_zo.task_goals(runs)
+    assert g["zo_dense_baseline"] == "zo-rge-dense@lr=0.003"
+    assert g["tt_forward_pass_ratio"] == 60 / 20  # TT reaches 0.6 at its 2nd evaluation (0.7)
+    assert g["hybrid_tt_gap_pp"] == pytest.approx(3.0) and g["tt_fo_loss_pp"] == pytest.approx(2.0)
+    result = {"tasks": {"mnist": {"goals": g}, "mnist1024": {"goals": {"hybrid_tt_gap_pp": 1.5}}}}
+    goals, targets = tensor_zo.all_goals(result)
+    assert goals["mnist_tt_compression"] == pytest.approx(203530 / 1770)
+    assert goals["mnist1024_hybrid_tt_gap_pp"] == 1.5 and set(goals) <= set(targets)
+
+
+def test_rank_table_and_task_selection():
+    res = {"summary": {"fo-tt@r=2": {"params": 10, "test_accuracy": 0.8},
+                       "zo-hybrid-tt@r=2": {"params": 10, "test_accuracy": 0.7},
+                       "fo-tt@r=8": {"params": 40, "test_accuracy": 0.85}}}
+    assert tensor_zo.rank_table(res) == [{"rank": 2, "params": 10, "fo_accuracy": 0.8, "zo_accuracy": 0.7},
+                                        {"rank": 8, "params": 40, "fo_accuracy": 0.85}]
+    args = types.SimpleNamespace(tasks=None, mnist="/data")
+    assert tensor_zo._selected_tasks(args) == ["digits", "mnist", "mnist1024", "ranks"]
+    args.quick = True
+    assert tensor_zo._selected_tasks(args) == ["digits", "mnist"]
+    with pytest.raises(ValueError, match="need --mnist"):
+        tensor_zo._selected_tasks(types.SimpleNamespace(tasks="ranks", mnist=None))
+    with pytest.raises(ValueError, match="unknown task"):
+        tensor_zo._selected_tasks(types.SimpleNamespace(tasks="cifar", mnist="/d"))
+
+
+def test_trainer_wall_cap_stops_after_one_step_and_evaluates():
+    from edgezo.recipes import Recipe, build_trainer
+
+    recipe = tensor_zo.config_recipe(tensor_zo.DIGITS, "zo-rge-tt", epochs=2, max_wall_s=0.0)
+    trainer = build_trainer(Recipe("capped", "", recipe.config), progress=False)
+    m = trainer.run()
+    assert m["steps"] == 1 and len(m["history"]) == 1
+    assert m["history"][0]["step"] == 1 and m["history"][0]["wall_s"] >= 0.0
