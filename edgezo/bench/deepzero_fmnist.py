@@ -41,7 +41,7 @@ METHODS = ("fo", "cge", "rge")
 SETTINGS = {
     "quick": {"train_subset": 256, "epochs": 1, "sweep_epochs": 1, "pool": 2, "val": 1000, "seeds": 2,
               "lrs": {"fo": [0.1], "cge": [0.1], "rge": [0.02]}, "sparsities": [0.0, 0.99]},
-    "full": {"train_subset": 4000, "epochs": 3, "sweep_epochs": 1, "pool": 2, "val": 5000, "seeds": 3,
+    "full": {"train_subset": 3000, "epochs": 3, "sweep_epochs": 1, "pool": 2, "val": 5000, "seeds": 3,
              "lrs": {"fo": [0.05, 0.1, 0.2], "cge": [0.05, 0.1, 0.2], "rge": [0.01, 0.03]},
              "sparsities": [0.0, 0.8, 0.9, 0.95, 0.99]},
 }
@@ -166,6 +166,8 @@ def accuracy_table(data_dir: str, settings: dict, lrs: dict, seeds: list[int], l
                                r["active_per_step"] + 1 if method == "cge" else r["forward_passes"] / max(1, r["steps"])
                                for r in runs[method]),
                            "runs": runs[method]}
+        log(f"{size}: " + "; ".join(f"{m} {row[m]['mean']:.2f} [{row[m]['low']:.2f}, {row[m]['high']:.2f}]"
+                                    for m in METHODS))
         rows.append(row)
     return rows
 
