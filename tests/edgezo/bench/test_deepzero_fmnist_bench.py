@@ -76,3 +76,15 @@ def test_run_fmnist_on_tiny_data(tmp_path):
     dense, sparse = part["sparsity"]
     assert dense["active_per_step"] == 3734 and sparse["active_per_step"] < 3734 // 10
     assert set(part["goals"]) == {"fmnist_cge_fo_gap_pp", "fmnist_cge_rge_margin_pp", "fmnist_cge_rge_separated"}
+
+
+@pytest.mark.slow
+def test_run_scaling_quick_on_tiny_data(tmp_path):
+    from edgezo.bench.deepzero_scaling import run_scaling
+    from edgezo.bench.deepzero_timing import VARIANTS
+
+    out = run_scaling(str(write_fake_fmnist(tmp_path / "fmnist")), "quick")
+    assert out["image_size"] == 28 and len(out["sizes"]) == 3
+    assert set(out["fits"]) == set(VARIANTS) and all(math.isfinite(f["exponent"]) for f in out["fits"].values())
+    assert out["largest_table_model"]["params"] == 1 * 8 * 9 + 8 + 16 + 8 * 8 * 9 + 8 + 16 + 8 * 10 + 10
+    assert all(r["max_abs_grad_difference"] < 1e-3 for r in out["sizes"])  # the variants agree
