@@ -126,13 +126,9 @@ def _run_fmnist(data_dir: str, mode: str, seed: int) -> dict:
     from .deepzero_fmnist import run_fmnist
     from .deepzero_scaling import run_scaling
 
-    scaling = run_scaling(data_dir, mode, seed=seed)
+    scaling = run_scaling(data_dir, mode, seed=seed, log=_log)
     largest = scaling["largest_table_model"]
-    for row in scaling["sizes"]:
-        _log(f"28x28 dense CGE step, {row['params']} params: " + ", ".join(
-            f"{v} {s:.3g} s" for v, s in row["step_s"].items()))
-    _log(f"28x28 CGE step, {largest['params']} params: " + ", ".join(
-        f"{v} {s:.3g} s" for v, s in largest["step_s"].items()) + "; exponents " + ", ".join(
+    _log("fitted exponents of step time vs parameters: " + ", ".join(
         f"{v} {f['exponent']:.2f}" for v, f in scaling["fits"].items()))
     part = run_fmnist(data_dir, mode, seed=seed, log=_log)
     goals = {**part["goals"], "fmnist_reuse_batched_speedup": largest["speedup_vs_naive"]["reuse_batched"]}

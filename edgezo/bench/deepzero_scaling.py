@@ -43,12 +43,19 @@ def fmnist_batch(data_dir: str, size: int, seed: int):
     return data.x_train[idx], data.y_train[idx]
 
 
-def run_scaling(data_dir: str, mode: str, *, seed: int = 0) -> dict:
-    """Time dense CGE steps per variant over :data:`SIZES`; fit the exponent of each variant."""
+def run_scaling(data_dir: str, mode: str, *, seed: int = 0, log=None) -> dict:
+    """Time dense CGE steps per variant over :data:`SIZES`; fit the exponent of each variant.
+
+    ``log(line)`` gets one line per size as it is measured."""
     from .deepzero_timing import VARIANTS, time_cge_steps
 
     batch = fmnist_batch(data_dir, BATCH[mode], seed)
-    rows = [time_cge_steps(depth, width, batch, REPS[mode], seed) for depth, width in SIZES[mode]]
+    rows = []
+    for depth, width in SIZES[mode]:
+        rows.append(time_cge_steps(depth, width, batch, REPS[mode], seed))
+        if log is not None:
+            log(f"28x28 dense CGE step, {rows[-1]['params']} params: " + ", ".join(
+                f"{v} {s:.3g} s" for v, s in rows[-1]["step_s"].items()))
     params = [r["params"] for r in rows]
     fits = {v: fit_exponent(params, [r["step_s"][v] for r in rows]) for v in VARIANTS}
     depth, width = TABLE_MODEL[mode]

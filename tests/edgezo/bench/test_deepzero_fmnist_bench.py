@@ -88,3 +88,23 @@ def test_run_scaling_quick_on_tiny_data(tmp_path):
     assert set(out["fits"]) == set(VARIANTS) and all(math.isfinite(f["exponent"]) for f in out["fits"].values())
     assert out["largest_table_model"]["params"] == 1 * 8 * 9 + 8 + 16 + 8 * 8 * 9 + 8 + 16 + 8 * 10 + 10
     assert all(r["max_abs_grad_difference"] < 1e-3 for r in out["sizes"])  # the variants agree
+
+
+def test_plot_with_the_fmnist_panels(tmp_path):
+    from edgezo.bench import deepzero
+    from edgezo.bench.deepzero_timing import VARIANTS
+
+    rows = []
+    for params in (736, 3734):
+        row = {"params": params, **_row([80, 81, 82], [79, 80, 81], [70, 71, 72])}
+        for m in fm.METHODS:
+            row[m]["lr"] = 0.1
+        rows.append(row)
+    sizes = [{"params": p, "depth": 1, "width": 2, "step_s": {v: 1e-5 * p for v in VARIANTS}} for p in (736, 3734, 7040)]
+    fits = {v: fit_exponent([s["params"] for s in sizes], [s["step_s"][v] for s in sizes]) for v in VARIANTS}
+    goals = {"reuse_speedup": 1.0, "reuse_batched_speedup": 2.0, **fm.goals(rows)}
+    result = {"timing": {"sizes": sizes}, "goals": goals, "fmnist_timing": {"batch": 16, "sizes": sizes, "fits": fits},
+              "fmnist": {"rows": rows, "seeds": [0, 1, 2], "goals": fm.goals(rows),
+                         "sparsity": [{"sparsity": s, "test_accuracy": 0.7, "step_s": 0.1} for s in (0.0, 0.9)]}}
+    deepzero.plot(result, tmp_path / "deepzero.png")
+    assert (tmp_path / "deepzero.png").stat().st_size > 0
