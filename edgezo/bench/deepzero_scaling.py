@@ -9,9 +9,10 @@ four evaluation variants of :func:`edgezo.bench.deepzero.time_cge_steps`
 The growth with parameter count is summarized per variant by the exponent
 ``b`` of ``t ≈ a · d^b``, a least-squares line through (log d, log t)
 (``scipy.stats.linregress``) over at least three sizes. Naive CGE runs d
-full forwards, each costing O(d) multiply-adds in this family (widths fixed,
-depth growing), so b ≈ 2 is expected for it; feature reuse and rank-one
-coordinate evaluation lower the cost of each of the d queries.
+full forwards; in this family a forward does not cost O(d) (the first conv
+at full resolution dominates, deeper blocks run on pooled maps), so its
+exponent stays near 1 at these sizes; reuse and rank-one coordinate
+evaluation lower the cost of each of the d queries.
 """
 
 from __future__ import annotations
