@@ -35,16 +35,12 @@ sizes, points; ≤ 1), ``cge_rge_margin_pp`` (smallest CGE − RGE margin, point
 from __future__ import annotations
 
 import statistics
-import time
+import sys
 
 import torch
 
-from ..estimators import CGE
-from ..losses import cross_entropy
-from ..oracles.staged import StagedOracle
-from ..oracles.torch_oracle import TorchOracle
+from .deepzero_timing import VARIANTS, cnn_model, time_cge_steps
 
-VARIANTS = ("naive", "reuse", "reuse_batched", "batched")
 TIMING_SIZES = {"quick": [(1, 18), (2, 12), (2, 18)], "full": [(1, 18), (3, 18), (5, 18)]}
 TABLE_SIZES = {"quick": [(3, 4), (2, 6), (3, 6)], "full": [(2, 6), (2, 8), (3, 8)]}
 EPOCHS = {"quick": 10, "full": 20}
@@ -57,51 +53,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--epochs", type=int, default=None, help="epochs of every accuracy run")
     parser.add_argument("--seeds", type=int, default=1, help="training seeds per accuracy cell (mean reported)")
     parser.add_argument("--skip-table", action="store_true", help="only the step timings")
-
-
-def _digits_model(depth: int, width: int, seed: int):
-    from ..models import build_model
-
-    torch.manual_seed(seed)
-    return build_model({"kind": "cnn", "depth": depth, "width": width, "in_channels": 1, "image_size": 8,
-                        "min_size": 2})
-
-
-def _oracle(variant: str, model):
-    if variant == "naive":
-        return TorchOracle(model, cross_entropy, path="loop")
-    if variant == "batched":
-        return TorchOracle(model, cross_entropy, path="stacked")
-    return StagedOracle(model, cross_entropy, path="loop" if variant == "reuse" else "auto")
-
-
-def time_cge_steps(depth: int, width: int, batch, reps: int, seed: int) -> dict:
-    """Median wall time of one dense CGE step per variant (interleaved repetitions)."""
-    model = _digits_model(depth, width, seed)
-    oracles = {v: _oracle(v, model) for v in VARIANTS}
-    dim = oracles["naive"].dim
-    est = CGE(mu=MU)
-    warm = CGE(mu=MU, coords=list(range(min(dim, 64))))
-    for v, o in oracles.items():  # warm-up; the auto path also picks its evaluation paths here
-        (est if v == "reuse_batched" else warm).estimate(o, batch, step=0, seed=seed)
-    times = {v: [] for v in VARIANTS}
-    grads = {}
-    for r in range(reps):
-        for v, o in oracles.items():
-            t0 = time.perf_counter()
-            g = est.estimate(o, batch, step=r, seed=seed)
-            times[v].append(time.perf_counter() - t0)
-            grads[v] = g.coord_terms[0][1]
-    med = {v: statistics.median(ts) for v, ts in times.items()}
-    agree = max(float((grads[v] - grads["naive"]).abs().max()) for v in VARIANTS)
-    chosen = {}
-    for key, path in oracles["reuse_batched"].choices.items():
-        if key.startswith("coord:"):
-            chosen[path] = chosen.get(path, 0) + 1
-    return {"depth": depth, "width": width, "params": dim, "coords_per_step": dim, "reps": reps,
-            "step_s": med, "all_s": times,
-            "speedup_vs_naive": {v: med["naive"] / med[v] for v in VARIANTS},
-            "max_abs_grad_difference": agree, "reuse_batched_paths": chosen}
+    parser.add_argument("--mnist", metavar="DIR", default=None,
+                        help="also run the Fashion-MNIST part (IDX files in DIR, e.g. "
+                             "/usr/share/datasets/fashion-mnist)")
 
 
 def accuracy_table(sizes, epochs: int, seeds: list[int]) -> list[dict]:
@@ -120,7 +74,7 @@ def accuracy_table(sizes, epochs: int, seeds: list[int]) -> list[dict]:
                     overrides.update({"estimator.mu": MU, "estimator.difference": "forward"})
                 recipe = apply_overrides(recipe, overrides)
                 if method == "rge":
-                    dim = sum(p.numel() for p in _digits_model(depth, width, seed).parameters())
+                    dim = sum(p.numel() for p in cnn_model(depth, width, seed).parameters())
                     recipe = apply_overrides(recipe, {"estimator": {"kind": "rge", "q": dim, "mu": MU,
                                                                     "difference": "forward", "direction": "gaussian"}})
                 m = build_trainer(recipe, progress=False).run()
@@ -139,6 +93,7 @@ def run(args) -> dict:
     mode = "quick" if args.quick else "full"
     if getattr(args, "threads", None):
         torch.set_num_threads(args.threads)
+    fmnist = _run_fmnist(args.mnist, mode, args.seed) if getattr(args, "mnist", None) else {}
     from ..data import load_digits
 
     data = load_digits(flatten=False)
@@ -159,8 +114,30 @@ def run(args) -> dict:
         goals["cge_rge_margin_pp"] = min(100 * (r["cge"]["test_accuracy"] - r["rge"]["test_accuracy"]) for r in table)
         result["table"] = {"dataset": "digits (1,347 train / 450 test, 8x8)", "epochs": epochs, "seeds": seeds,
                            "recipe": "digits-cnn", "mu": MU, "rows": table}
+    for key in ("fmnist_timing", "fmnist"):
+        if key in fmnist:
+            result[key] = fmnist[key]
+    goals.update(fmnist.get("goals", {}))
     result["goals"] = goals
     return result
+
+
+def _run_fmnist(data_dir: str, mode: str, seed: int) -> dict:
+    """The Fashion-MNIST part (step-time scaling at 28×28, then the accuracy study), run first."""
+    from .deepzero_fmnist import run_fmnist
+    from .deepzero_scaling import run_scaling
+
+    scaling = run_scaling(data_dir, mode, seed=seed, log=_log)
+    largest = scaling["largest_table_model"]
+    _log("fitted exponents of step time vs parameters: " + ", ".join(
+        f"{v} {f['exponent']:.2f}" for v, f in scaling["fits"].items()))
+    part = run_fmnist(data_dir, mode, seed=seed, log=_log)
+    goals = {**part["goals"], "fmnist_reuse_batched_speedup": largest["speedup_vs_naive"]["reuse_batched"]}
+    return {"fmnist_timing": scaling, "fmnist": part, "goals": goals}
+
+
+def _log(line: str) -> None:
+    print(f"deepzero: {line}", file=sys.stderr, flush=True)
 
 
 def plot(result: dict, path) -> None:
@@ -169,7 +146,15 @@ def plot(result: dict, path) -> None:
 
     plt = _pyplot()
     has_table = "table" in result
-    fig, axes = plt.subplots(1, 2 if has_table else 1, figsize=(13 if has_table else 7, 4.4), squeeze=False)
+    has_fmnist = "fmnist" in result
+    rows = 2 if has_fmnist else 1
+    fig, axes = plt.subplots(rows, 3 if has_fmnist else 2 if has_table else 1,
+                             figsize=(19 if has_fmnist else 13 if has_table else 7, 4.4 * rows), squeeze=False)
+    if has_fmnist:
+        from .deepzero_fmnist import plot_fmnist
+
+        plot_fmnist(result, axes[1])
+        axes[0][2].axis("off")
     ax = axes[0][0]
     sizes = result["timing"]["sizes"]
     width = 0.2

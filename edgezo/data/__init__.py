@@ -20,6 +20,7 @@ from .batching import batches, epoch_permutation
 from .cifar import _CIFAR_DIRNAME, load_cifar10
 from .digits import load_digits
 from .mnist import load_mnist, read_idx
+from .subset import reduce_dataset, subset_order
 
 __all__ = [
     "DataError",
@@ -30,6 +31,8 @@ __all__ = [
     "load_mnist",
     "load_cifar10",
     "load_dataset",
+    "reduce_dataset",
+    "subset_order",
     "read_idx",
     "batches",
     "epoch_permutation",
@@ -51,7 +54,9 @@ def load_dataset(name: str, path: str | os.PathLike | None = None, **kw) -> Data
     key = {"fashionmnist": "fashion-mnist", "cifar-10": "cifar10"}.get(key, key)
     if key not in DATASETS:
         raise DataError(str(DATASETS.unknown(name)))
-    return DATASETS.get(key)(path, **kw)
+    reduce = {k: kw.pop(k) for k in ("train_subset", "pool", "subset_seed") if k in kw}
+    data = DATASETS.get(key)(path, **kw)
+    return reduce_dataset(data, **reduce) if reduce else data
 
 
 def _digits(path, **kw) -> Dataset:

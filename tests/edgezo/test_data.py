@@ -373,3 +373,22 @@ def test_epoch_permutation_depends_only_on_seed_and_epoch():
     assert epoch_permutation(0, 0, 0).numel() == 0
     # pinned value: the permutation is pure integer arithmetic and must never drift
     assert epoch_permutation(10, seed=0, epoch=0).tolist() == [0, 7, 8, 2, 5, 9, 4, 6, 3, 1]
+
+
+def test_reduce_dataset_subset_and_pool(tmp_path):
+    from edgezo.data import load_dataset, subset_order
+
+    arrays = make_mnist_dir(tmp_path / "m", n_train=12, n_test=5, rows=4, cols=4)
+    full = load_dataset("mnist", tmp_path / "m", flatten=False)
+    small = load_dataset("mnist", tmp_path / "m", flatten=False, train_subset=5, pool=2, subset_seed=3)
+    idx = subset_order(12, 3)[:5]
+    assert small.input_shape == (1, 2, 2) and small.x_test.shape[0] == 5
+    torch.testing.assert_close(small.y_train, full.y_train[idx])
+    # 2×2 average pooling, checked against the raw pixels
+    img = arrays["train-images"][int(idx[0])].astype(np.float64) / 255.0
+    expected = img.reshape(2, 2, 2, 2).mean(axis=(1, 3))
+    np.testing.assert_allclose(small.x_train[0, 0].numpy(), expected, atol=1e-6)
+    with pytest.raises(DataError, match="pool=3"):
+        load_dataset("mnist", tmp_path / "m", flatten=False, pool=3)
+    with pytest.raises(DataError, match="train_subset"):
+        load_dataset("mnist", tmp_path / "m", flatten=False, train_subset=13)
