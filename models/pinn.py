@@ -158,6 +158,8 @@ class PINNMLP(nn.Module):
         R = h.numel() // (n_in * (q if h_q else 1))
         if h_q and w_q:  # (matmul then add_ measured faster than baddbmm on CPU)
             out = torch.matmul(h.reshape(q, R, n_in), w.transpose(1, 2)).add_(b.unsqueeze(1) if b_q else b)
+        elif w_q and n_out == 1:  # shared input, q output rows: one GEMM (q, in) @ (in, R), already (q, R, 1)
+            out = (w.reshape(q, n_in) @ h.reshape(R, n_in).T).unsqueeze(-1).add_(b.unsqueeze(1) if b_q else b)
         elif w_q:  # shared input, q weights: one GEMM (R, in) @ (in, q·out)
             y = (h.reshape(R, n_in) @ w.reshape(q * n_out, n_in).T).view(R, q, n_out).transpose(0, 1)
             out = torch.empty(q, R, n_out, dtype=y.dtype, device=y.device)

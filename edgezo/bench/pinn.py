@@ -15,33 +15,43 @@
     extrapolation is recorded beside it. The goal value is the smaller of the
     gradient and Laplacian ratios.
 
-(b) Training curves, relative L2 test error vs forward passes (loss
-    evaluations) and vs wall-clock, for the same recipe trained three ways:
-    ZO + sparse grid (the recipe), ZO + Monte Carlo (same recipe, Monte Carlo
-    nodes redrawn every step, as many nodes per point as the grid: equal cost)
-    and FO (``--estimator fo``: autograd derivatives and backpropagation, the
-    recipe's ``[fo_optimizer]``). Same network, seed, collocation points and
-    step count. The trivial baseline (network output 0, i.e. the hard
-    constraint alone) is recorded too.
+(b) HJB-20 (``--recipe``, default ``hjb20``: the whole tensor-train network
+    trained by ZO), four runs of the same step count, seed and collocation
+    points: ZO + sparse grid (the recipe), ZO + antithetic Monte Carlo (nodes
+    redrawn every step, as many evaluations per point as the grid: equal
+    forward passes), FO (``--estimator fo``: autograd derivatives and
+    backpropagation on the same network, the recipe's ``[fo_optimizer]``) and
+    the random-feature baseline ``<recipe>-rf`` (output layer only).
 
-Goals: ``hjb20_rel_l2`` (ZO + sparse grid, target ≤ 2e-3), ``hjb20_fo_rel_l2``,
-``hjb20_zero_net_rel_l2``, ``hjb20_zo_fo_ratio`` (target ≤ 3) and
-``sparse_grid_eval_ratio`` (target ≥ 2).
+(c) The second PDE (``--pde2``, default ``heat10``, docs/pinn.md): ZO, FO and
+    its ``-rf`` baseline.
+
+(d) FO vs ZO at equal steps and at equal training wall time; throughput
+    (network rows per second inside the forward, share of a step outside
+    it); the measured share of parameters that changed (pinn_runs.py).
+
+Goals: ``hjb20_full_rel_l2`` (≤ 1e-3), ``hjb20_full_trained_fraction``
+(≥ 0.95), ``pde2_zo_fo_ratio`` (≤ 5), ``pde2_rf_fo_ratio`` (≥ 5),
+``train_mc_sg_ratio`` (≥ 1.5), ``sparse_grid_eval_ratio`` (≥ 2), and the
+earlier ``hjb20_rel_l2``, ``hjb20_fo_rel_l2``, ``hjb20_zero_net_rel_l2``,
+``hjb20_zo_fo_ratio`` (now of the full-network run).
 
 Threads: ``--threads`` (default 1) sets torch's intra-op threads for the run.
 On the shared 2-core development machine one thread ran an hjb20 ZO step in
 0.19 s and two threads in 1.1 s (the many small chunked GEMMs and element-wise
 ops stall on thread synchronisation when other processes hold the cores).
 
-``--quick``: 20 points and Monte Carlo up to 4,096 pairs for (a); 60 training
-steps for (b). Full size: 100 points, Monte Carlo up to 65,536 pairs (5 seeds);
-the recipe's own step count for (b).
+``--quick``: 20 points and Monte Carlo up to 4,096 pairs for (a); 12 training
+steps of 25 collocation points (2,000 test points) per run. Full size: 100
+points, Monte Carlo up to 65,536 pairs (5 seeds); each recipe's own step count.
 """
 
 from __future__ import annotations
 
 import copy
+import json
 import math
+import os
 import time
 from pathlib import Path
 
@@ -173,10 +183,26 @@ def _baseline(recipe: Recipe) -> Recipe | None:
     return get_recipe(str(sibling)) if source.suffix == ".toml" and sibling.exists() else None
 
 
-def _train_all(recipe: Recipe, kinds, *, steps: int, eval_every: int, overrides: dict) -> dict:
+def _save_partial(args, runs: dict, where: str) -> None:
+    """Write the runs finished so far to ``<out>/pinn.partial.json`` (atomic), so a run cut short still reports."""
+    out = getattr(args, "out", None)
+    if not out:
+        return
+    path = Path(out) / "pinn.partial.json"
+    partial = json.loads(path.read_text()) if path.exists() else {}
+    partial[where] = runs
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(partial, indent=1, default=float))
+    os.replace(tmp, path)
+
+
+def _train_all(recipe: Recipe, kinds, *, steps: int, eval_every: int, overrides: dict, args=None,
+               where: str = "main") -> dict:
     sg = _grid_size(recipe)
-    runs = {}
+    runs: dict = {}
     for kind in kinds:
+        _save_partial(args, runs, where)
         if kind == "rf":
             base = _baseline(recipe)
             if base is None:
@@ -186,6 +212,7 @@ def _train_all(recipe: Recipe, kinds, *, steps: int, eval_every: int, overrides:
         else:
             runs[kind] = train_curve(variant(recipe, kind, sg), steps=steps, eval_every=eval_every,
                                      overrides=overrides)
+    _save_partial(args, runs, where)
     return runs
 
 
@@ -224,14 +251,15 @@ def _run(args) -> dict:
     steps = getattr(args, "steps", None) or size["steps"] or _steps(main, None)
     eval_every = getattr(args, "eval_every", None) or max(1, steps // 20)
     runs = _train_all(main, ("zo_sparse_grid", "zo_monte_carlo", "fo", "rf"), steps=steps, eval_every=eval_every,
-                      overrides=overrides)
+                      overrides=overrides, args=args, where="main")
     result = {"recipe": {"name": main.name, "config": copy.deepcopy(main.config)}, "steps": steps,
               "derivatives": deriv, "training": runs, "zero_net_rel_l2": zero_net_error(main),
               "comparison": {"zo_vs_fo": equal_wall(runs["zo_sparse_grid"], runs["fo"])}}
     if pde2 is not None:
         steps2 = getattr(args, "pde2_steps", None) or size["steps"] or _steps(pde2, None)
         runs2 = _train_all(pde2, ("zo_sparse_grid", "fo", "rf"), steps=steps2,
-                           eval_every=getattr(args, "eval_every", None) or max(1, steps2 // 20), overrides=overrides)
+                           eval_every=getattr(args, "eval_every", None) or max(1, steps2 // 20), overrides=overrides,
+                           args=args, where="pde2")
         result["pde2"] = {"recipe": {"name": pde2.name, "config": copy.deepcopy(pde2.config)}, "steps": steps2,
                           "training": runs2, "zero_net_rel_l2": zero_net_error(pde2),
                           "comparison": {"zo_vs_fo": equal_wall(runs2["zo_sparse_grid"], runs2["fo"])}}
