@@ -88,10 +88,11 @@ def train_curve(recipe: Recipe, *, steps: int, eval_every: int, overrides: dict 
         "best_test_rel_l2": min(h["test_rel_l2"] for h in history),
         "final_train_loss": metrics["final_train_loss"],
         "trained_fraction": changed,
+        # Stein runs only: the autograd baseline's forward is not timed apart from its backward
         "throughput": {"network_rows": rows, "forward_s": round(fwd, 3),
                        "forward_rows_per_s": rows / fwd if fwd > 0 else None,
                        "step_s": wall / max(1, metrics["steps"]),
-                       "outside_forward_share": max(0.0, 1.0 - fwd / wall) if wall > 0 else None},
+                       "outside_forward_share": max(0.0, 1.0 - fwd / wall) if wall > 0 and fwd > 0 else None},
         "history": history,
     }
 

@@ -181,7 +181,7 @@ def test_registered_recipes_build():
         assert recipe.task == "pinn"
     hjb = get_recipe("hjb20").config
     assert hjb["pde"] == {"kind": "hjb", "space_dim": 20} and hjb["model"]["activation"] == "sin"
-    assert hjb["train"]["batch_size"] == 100 and hjb["pinn"]["test_points"] == 10_000
+    assert hjb["train"]["batch_size"] == 50 and hjb["pinn"]["test_points"] == 10_000
     assert get_recipe("hjb20-rf").config["model"]["sizes"] == [21, 32, 32, 1]  # the landed baseline, unchanged
     heat, rf = get_recipe("heat10").config, get_recipe("heat10-rf").config
     assert heat["model"] == rf["model"] and heat["pde"] == rf["pde"] == {"kind": "heat", "space_dim": 10, "rate": 1.0}
