@@ -37,17 +37,32 @@ of 2.2e-3 at scale 1, 2.0e-4 at 0.25 and 1.6e-4 at 0.1 (seed 0).
 
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import torch
 from torch import nn
 
 from .activations import ACTIVATIONS, get_activation
+from .ttm import TTLinear
 
 __all__ = ["PINNMLP", "ACTIVATIONS"]
 
 _DTYPES = {"float64": torch.float64, "float32": torch.float32}
 _OUTPUT_INITS = ("default", "zero")
+
+
+def _build_layer(k: int, n_in: int, n_out: int, tt: Mapping[str, Any] | None, dtype: torch.dtype) -> nn.Module:
+    """Layer k: ``nn.Linear(n_in, n_out)``, or a :class:`TTLinear` from ``tt = {in_modes, out_modes, rank}``."""
+    if tt is None:
+        return nn.Linear(n_in, n_out, dtype=dtype)
+    unknown = set(tt) - {"in_modes", "out_modes", "rank"}
+    if unknown or not {"in_modes", "out_modes", "rank"} <= set(tt):
+        raise ValueError(f"tt[{k}] must be a table with in_modes, out_modes and rank; got {dict(tt)!r}")
+    layer = TTLinear(tt["in_modes"], tt["out_modes"], tt["rank"], dtype=dtype)
+    if (layer.in_features, layer.out_features) != (n_in, n_out):
+        raise ValueError(f"tt[{k}]: modes {list(tt['in_modes'])} -> {list(tt['out_modes'])} give a "
+                         f"{layer.in_features}->{layer.out_features} layer but sizes say {n_in}->{n_out}")
+    return layer
 
 
 class PINNMLP(nn.Module):
@@ -62,13 +77,23 @@ class PINNMLP(nn.Module):
         first_scale: multiplies the first layer's initial weights (SIREN's ω₀,
             Sitzmann et al. 2020; 1 = ``nn.Linear``'s default).
 
-    Parameters are named ``layers.{k}.weight`` and ``layers.{k}.bias``.
+        tt: tensor-train hidden layers (Novikov et al. 2015; the BP-free PINN of
+            Zhao et al. 2023, arXiv:2308.09858): ``tt[k] = {in_modes, out_modes,
+            rank}`` makes layer k a :class:`~edgezo.models.ttm.TTLinear` (the
+            first ``len(tt)`` layers; the output layer stays dense). Batched
+            forwards rebuild each copy's dense W from its cores (q·M·N·r
+            multiply-adds, negligible next to the rows) and then run the same
+            GEMMs as a dense layer.
+
+    Parameters are named ``layers.{k}.weight`` and ``layers.{k}.bias``
+    (``layers.{k}.core{i}`` and ``layers.{k}.bias`` for a TT layer).
     """
 
     partial_stacked_params = True  # forward_stacked accepts a subset of the parameters
 
     def __init__(self, sizes: Sequence[int], activation: str = "sin", *, dtype: str = "float64",
-                 output_init: str = "default", first_scale: float = 1.0):
+                 output_init: str = "default", first_scale: float = 1.0,
+                 tt: Sequence[Mapping[str, Any]] = ()):
         super().__init__()
         if len(sizes) < 2 or any(int(s) != s or int(s) < 1 for s in sizes):
             raise ValueError(f"sizes must list at least an input and an output width, all positive ints; got {sizes}")
@@ -80,9 +105,14 @@ class PINNMLP(nn.Module):
         self.sizes = [int(s) for s in sizes]
         self.activation = activation
         self._act = get_activation(activation)
-        self.layers = nn.ModuleList(nn.Linear(a, b, dtype=_DTYPES[dtype]) for a, b in zip(self.sizes, self.sizes[1:]))
+        self.layers = nn.ModuleList(_build_layer(k, a, b, tt[k] if k < len(tt) else None, _DTYPES[dtype])
+                                    for k, (a, b) in enumerate(zip(self.sizes, self.sizes[1:])))
+        if len(tt) >= len(self.layers):
+            raise ValueError(f"tt lists {len(tt)} layers but the network has {len(self.layers)}; the output layer "
+                             "stays dense (give one table per hidden layer at most)")
         with torch.no_grad():
-            self.layers[0].weight.mul_(float(first_scale))
+            first = self.layers[0]
+            (first.core0 if isinstance(first, TTLinear) else first.weight).mul_(float(first_scale))
             if output_init == "zero":
                 self.layers[-1].weight.zero_()
                 self.layers[-1].bias.zero_()
@@ -119,15 +149,17 @@ class PINNMLP(nn.Module):
     def _layer(self, k: int, params: Mapping[str, torch.Tensor], h: torch.Tensor, h_q: bool, q: int):
         """Layer k on h ((*rows, in) shared or (q, *rows, in) stacked); returns (out, stacked?)."""
         layer = self.layers[k]
-        w_name, b_name = f"layers.{k}.weight", f"layers.{k}.bias"
-        w_q, b_q = w_name in params, b_name in params
-        w = params.get(w_name, layer.weight)
+        b_name = f"layers.{k}.bias"
+        w, w_q = self.weight(k, params)
+        b_q = b_name in params
         b = params.get(b_name, layer.bias)
         n_in, n_out = layer.in_features, layer.out_features
         rows = h.shape[1:-1] if h_q else h.shape[:-1]
         R = h.numel() // (n_in * (q if h_q else 1))
         if h_q and w_q:  # (matmul then add_ measured faster than baddbmm on CPU)
             out = torch.matmul(h.reshape(q, R, n_in), w.transpose(1, 2)).add_(b.unsqueeze(1) if b_q else b)
+        elif w_q and n_out == 1:  # shared input, q output rows: one GEMM (q, in) @ (in, R), already (q, R, 1)
+            out = (w.reshape(q, n_in) @ h.reshape(R, n_in).T).unsqueeze(-1).add_(b.unsqueeze(1) if b_q else b)
         elif w_q:  # shared input, q weights: one GEMM (R, in) @ (in, q·out)
             y = (h.reshape(R, n_in) @ w.reshape(q * n_out, n_in).T).view(R, q, n_out).transpose(0, 1)
             out = torch.empty(q, R, n_out, dtype=y.dtype, device=y.device)
@@ -142,6 +174,14 @@ class PINNMLP(nn.Module):
         else:
             return torch.addmm(b, h.reshape(R, n_in), w.T).view(*rows, n_out), False
         return out.view(q, *rows, n_out), True
+
+    def weight(self, k: int, params: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor, bool]:
+        """Layer k's dense weight, ``((q?, out, in), stacked?)``; a TT layer's is rebuilt from its cores."""
+        layer = self.layers[k]
+        if isinstance(layer, TTLinear):
+            return layer.stacked_weight([params.get(f"layers.{k}.core{i}") for i in range(layer.num_cores)])
+        name = f"layers.{k}.weight"
+        return params.get(name, layer.weight), name in params
 
     def _activate(self, h: torch.Tensor) -> torch.Tensor:
         if h.requires_grad and torch.is_grad_enabled():
@@ -179,8 +219,8 @@ class PINNMLP(nn.Module):
         q = self._check(params, q)
         first = {k: v for k, v in params.items() if k.startswith("layers.0.")}
         a, a_q = self._layer(0, first, x, False, q)  # (q?, B, h) with the bias
-        w = params.get("layers.0.weight", self.layers[0].weight)
-        if "layers.0.weight" in params:
+        w, w_q = self.weight(0, params)
+        if w_q:
             s = torch.matmul(shifts, w.transpose(1, 2))  # (q, n, h)
             pre = (a if a_q else a.unsqueeze(0)).unsqueeze(-2) + s.unsqueeze(1)
             h_q = True

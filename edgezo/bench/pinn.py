@@ -15,34 +15,47 @@
     extrapolation is recorded beside it. The goal value is the smaller of the
     gradient and Laplacian ratios.
 
-(b) Training curves, relative L2 test error vs forward passes (loss
-    evaluations) and vs wall-clock, for the same recipe trained three ways:
-    ZO + sparse grid (the recipe), ZO + Monte Carlo (same recipe, Monte Carlo
-    nodes redrawn every step, as many nodes per point as the grid: equal cost)
-    and FO (``--estimator fo``: autograd derivatives and backpropagation, the
-    recipe's ``[fo_optimizer]``). Same network, seed, collocation points and
-    step count. The trivial baseline (network output 0, i.e. the hard
-    constraint alone) is recorded too.
+(b) HJB-20 (``--recipe``, default ``hjb20``: the whole tensor-train network
+    trained by ZO), four runs of the same step count, seed and collocation
+    points: ZO + sparse grid (the recipe), ZO + antithetic Monte Carlo (nodes
+    redrawn every step, as many evaluations per point as the grid: equal
+    forward passes), FO (``--estimator fo``: autograd derivatives and
+    backpropagation on the same network, the recipe's ``[fo_optimizer]``) and
+    the random-feature baseline ``<recipe>-rf`` (output layer only).
 
-Goals: ``hjb20_rel_l2`` (ZO + sparse grid, target ≤ 2e-3), ``hjb20_fo_rel_l2``,
-``hjb20_zero_net_rel_l2``, ``hjb20_zo_fo_ratio`` (target ≤ 3) and
-``sparse_grid_eval_ratio`` (target ≥ 2).
+(c) The second PDE (``--pde2``, default ``heat10``, docs/pinn.md): ZO, FO and
+    its ``-rf`` baseline.
+
+(d) FO vs ZO at equal steps and at equal training wall time; throughput
+    (network rows per second inside the forward, share of a step outside
+    it); the measured share of parameters that changed (pinn_runs.py).
+
+Goals: ``hjb20_full_rel_l2`` (≤ 1e-3), ``hjb20_full_trained_fraction``
+(≥ 0.95), ``pde2_zo_fo_ratio`` (≤ 5), ``pde2_rf_fo_ratio`` (≥ 5),
+``train_mc_sg_ratio`` (≥ 1.5), ``sparse_grid_eval_ratio`` (≥ 2), and the
+earlier ``hjb20_rel_l2``, ``hjb20_fo_rel_l2``, ``hjb20_zero_net_rel_l2``,
+``hjb20_zo_fo_ratio`` (now of the full-network run).
 
 Threads: ``--threads`` (default 1) sets torch's intra-op threads for the run.
 On the shared 2-core development machine one thread ran an hjb20 ZO step in
 0.19 s and two threads in 1.1 s (the many small chunked GEMMs and element-wise
 ops stall on thread synchronisation when other processes hold the cores).
 
-``--quick``: 20 points and Monte Carlo up to 4,096 pairs for (a); 60 training
-steps for (b). Full size: 100 points, Monte Carlo up to 65,536 pairs (5 seeds);
-the recipe's own step count for (b).
+``--quick``: 20 points and Monte Carlo up to 4,096 pairs for (a); 12 training
+steps of 25 collocation points (2,000 test points) per run. Full size: 100
+points, Monte Carlo up to 16,384 pairs (5 seeds; 65,536 pairs took ten
+minutes of the bench on the shared machine and Monte Carlo still did not reach
+the grid's error); each recipe's own step count.
 """
 
 from __future__ import annotations
 
 import copy
+import json
 import math
+import os
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -50,21 +63,25 @@ import torch
 from ..adapters.pinn.pde import relative_l2
 from ..adapters.pinn.stein import SteinDerivatives
 from ..adapters.pinn.task import build_pinn_model, test_points
-from ..recipes import Recipe, RecipeError, apply_overrides, build_trainer, get_recipe, recipes, with_estimator
+from ..recipes import Recipe, RecipeError, apply_overrides, get_recipe, recipes
+from .pinn_runs import equal_wall, set_threads, train_curve, variant
 
 
 # (a) derivative study and (b) training sizes; ``steps=None`` means the recipe's own step count
 SIZES = {
-    "quick": {"points": 20, "levels": (2, 3, 4), "mc_pairs": (16, 64, 256, 1024, 4096), "mc_seeds": 3, "steps": 60},
-    "full": {"points": 100, "levels": (2, 3, 4), "mc_pairs": (16, 64, 256, 1024, 4096, 16384, 65536), "mc_seeds": 5,
-             "steps": None},
+    "quick": {"points": 20, "levels": (2, 3, 4), "mc_pairs": (16, 64, 256, 1024, 4096), "mc_seeds": 3, "steps": 12,
+              "overrides": {"train.batch_size": 25, "pinn.test_points": 2000}},
+    "full": {"points": 100, "levels": (2, 3, 4), "mc_pairs": (16, 64, 256, 1024, 4096, 16384), "mc_seeds": 5,
+             "steps": None, "overrides": {}},
 }
 
 
 def add_arguments(parser) -> None:
     parser.add_argument("--recipe", default="hjb20", help="PINN recipe to benchmark (default hjb20)")
+    parser.add_argument("--pde2", default="heat10", help="second PDE's recipe (default heat10; 'none' skips it)")
     parser.add_argument("--steps", type=int, default=None, help="training steps per run (default: the recipe's; "
-                                                                "60 with --quick)")
+                                                                "fewer with --quick)")
+    parser.add_argument("--pde2-steps", type=int, default=None, help="training steps per second-PDE run")
     parser.add_argument("--eval-every", type=int, default=None, help="test evaluations every N steps")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch intra-op threads during the benchmark (default 1, see the module docstring)")
@@ -145,39 +162,7 @@ def equal_error_ratio(target_err: float, target_evals: int, mc: list[dict], key:
     return out
 
 
-# ----------------------------------------------------------------------------- (b) training
-
-
-def _variant(recipe: Recipe, kind: str, sg_evaluations: int) -> Recipe:
-    if kind == "fo":
-        return with_estimator(recipe, "fo")
-    if kind == "zo_monte_carlo":
-        pairs = max(1, (sg_evaluations - 1) // 2)  # 2·pairs + 1 evaluations per point = the grid's
-        return apply_overrides(recipe, {"pinn.rule": "monte_carlo", "pinn.samples": pairs})
-    return recipe
-
-
-def train_curve(recipe: Recipe, *, steps: int, eval_every: int) -> dict:
-    overrides = {"train.max_steps": steps, "train.eval_every": eval_every}
-    spe = recipe.config.get("pinn", {}).get("steps_per_epoch", 100)
-    if recipe.config.get("train", {}).get("epochs", 1) * spe < steps:
-        overrides["train.epochs"] = -(-steps // spe)
-    trainer = build_trainer(apply_overrides(recipe, overrides), progress=False)
-    initial = trainer.evaluator(trainer.oracle)
-    t0 = time.perf_counter()
-    metrics = trainer.run()
-    wall = time.perf_counter() - t0
-    history = [{"step": 0, "forward_passes": 0, "test_rel_l2": initial["test_rel_l2"], "wall_s": 0.0}]
-    for h in metrics["history"]:
-        history.append({k: h[k] for k in ("step", "forward_passes", "test_rel_l2", "network_evaluations")})
-    # wall time per step is uniform; spread it over the evaluations for the plot
-    for h in history[1:]:
-        h["wall_s"] = wall * h["step"] / max(1, metrics["steps"])
-    return {"estimator": metrics["estimator"], "derivatives": metrics["derivatives"], "rule": metrics["rule"],
-            "params": metrics["params"], "steps": metrics["steps"], "forward_passes": metrics["forward_passes"],
-            "network_evaluations": metrics["network_evaluations"], "wall_s": round(wall, 2),
-            "test_rel_l2": metrics["test_rel_l2"], "best_test_rel_l2": min(h["test_rel_l2"] for h in history),
-            "final_train_loss": metrics["final_train_loss"], "history": history}
+# ----------------------------------------------------------------------------- (b)-(e) training
 
 
 def zero_net_error(recipe: Recipe) -> float:
@@ -186,111 +171,149 @@ def zero_net_error(recipe: Recipe) -> float:
     return relative_l2(model.pde.constrain(x, torch.zeros(x.shape[0], dtype=x.dtype)), model.pde.exact(x))
 
 
-def run(args) -> dict:
-    threads = int(getattr(args, "threads", None) or 1)
-    before = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        result = _run(args)
-    finally:
-        torch.set_num_threads(before)
-    result["cpu_budget"]["threads"] = threads
-    return result
+def _grid_size(recipe: Recipe) -> int:
+    model, opts = build_pinn_model(recipe)
+    return SteinDerivatives("sparse_grid", dim=model.pde.dim, level=int(opts["level"])).evaluations_per_point
+
+
+def _baseline(recipe: Recipe) -> Recipe | None:
+    """The random-feature baseline: recipe ``<name>-rf`` (registered, or a ``-rf.toml`` file beside a recipe file)."""
+    if f"{recipe.name}-rf" in recipes():
+        return get_recipe(f"{recipe.name}-rf")
+    source = Path(recipe.source)
+    sibling = source.with_name(f"{source.stem}-rf.toml")
+    return get_recipe(str(sibling)) if source.suffix == ".toml" and sibling.exists() else None
+
+
+def _save_partial(args, runs: dict, where: str) -> None:
+    """Write the runs finished so far to ``<out>/pinn.partial.json`` (atomic), so a run cut short still reports."""
+    out = getattr(args, "out", None)
+    if not out:
+        return
+    path = Path(out) / "pinn.partial.json"
+    partial = json.loads(path.read_text()) if path.exists() else {}
+    partial[where] = runs
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(partial, indent=1, default=float))
+    os.replace(tmp, path)
+
+
+def _train_all(recipe: Recipe, kinds, *, steps: int, eval_every: int, overrides: dict, args=None,
+               where: str = "main") -> dict:
+    sg = _grid_size(recipe)
+    runs: dict = {}
+    for kind in kinds:
+        _save_partial(args, runs, where)
+        if kind == "rf":
+            base = _baseline(recipe)
+            if base is None:
+                continue
+            runs[kind] = train_curve(apply_overrides(base, {"train.seed": recipe.config["train"].get("seed", 0)}),
+                                     steps=steps, eval_every=eval_every, overrides=overrides)
+        else:
+            runs[kind] = train_curve(variant(recipe, kind, sg), steps=steps, eval_every=eval_every,
+                                     overrides=overrides)
+    _save_partial(args, runs, where)
+    return runs
+
+
+def _steps(recipe: Recipe, given: int | None) -> int:
+    cfg = recipe.config
+    return int(given or cfg.get("train", {}).get("max_steps")
+               or cfg.get("train", {}).get("epochs", 1) * cfg.get("pinn", {}).get("steps_per_epoch", 100))
+
+
+def _pinn_recipe(name: str) -> Recipe:
+    recipe = get_recipe(name)
+    if recipe.config.get("task") != "pinn":
+        pinn = ", ".join(r for r in recipes() if get_recipe(r).config.get("task") == "pinn")
+        raise RecipeError(f"bench pinn needs a PINN recipe (task = \"pinn\"); {recipe.name} has task "
+                          f"{recipe.config.get('task')!r}. PINN recipes: {pinn}")
+    return recipe
 
 
 def _run(args) -> dict:
     quick = bool(getattr(args, "quick", False))
     seed = int(getattr(args, "seed", 0))
-    recipe = get_recipe(getattr(args, "recipe", None) or "hjb20")
-    if recipe.config.get("task") != "pinn":
-        pinn = ", ".join(r for r in recipes() if get_recipe(r).config.get("task") == "pinn")
-        raise RecipeError(f"bench pinn needs a PINN recipe (task = \"pinn\"); {recipe.name} has task "
-                          f"{recipe.config.get('task')!r}. PINN recipes: {pinn}")
-    recipe = apply_overrides(recipe, {"train.seed": seed})
-    cfg = recipe.config
-    default_steps = cfg.get("train", {}).get("max_steps") or (
-        cfg.get("train", {}).get("epochs", 1) * cfg.get("pinn", {}).get("steps_per_epoch", 100))
     size = SIZES["quick" if quick else "full"]
-    steps = getattr(args, "steps", None) or size["steps"] or default_steps
-    eval_every = getattr(args, "eval_every", None) or max(1, steps // 20)
+    main = apply_overrides(_pinn_recipe(getattr(args, "recipe", None) or "hjb20"), {"train.seed": seed})
+    pde2_name = getattr(args, "pde2", None) or "heat10"
+    pde2 = None if pde2_name == "none" else apply_overrides(_pinn_recipe(pde2_name), {"train.seed": seed})
+    overrides = size["overrides"]
 
     t0 = time.perf_counter()
-    deriv = derivative_errors(recipe, points=size["points"], levels=size["levels"], mc_pairs=size["mc_pairs"],
+    deriv = derivative_errors(main, points=size["points"], levels=size["levels"], mc_pairs=size["mc_pairs"],
                               mc_seeds=size["mc_seeds"], seed=seed)
     deriv["wall_s"] = round(time.perf_counter() - t0, 2)
     level3 = next(r for r in deriv["sparse_grid"] if r["level"] == 3)
-    ratios = {key: equal_error_ratio(level3[key], level3["evaluations"], deriv["monte_carlo"], key)
-              for key in ("grad_err", "lap_err")}
-    deriv["equal_error"] = ratios
+    deriv["equal_error"] = {key: equal_error_ratio(level3[key], level3["evaluations"], deriv["monte_carlo"], key)
+                            for key in ("grad_err", "lap_err")}
 
-    model, opts = build_pinn_model(recipe)
-    sg_evals = SteinDerivatives("sparse_grid", dim=model.pde.dim, level=int(opts["level"])).evaluations_per_point
-    runs = {}
-    for kind in ("zo_sparse_grid", "zo_monte_carlo", "fo"):
-        runs[kind] = train_curve(_variant(recipe, kind, sg_evals), steps=steps, eval_every=eval_every)
-    zero = zero_net_error(recipe)
+    steps = getattr(args, "steps", None) or size["steps"] or _steps(main, None)
+    eval_every = getattr(args, "eval_every", None) or max(1, steps // 20)
+    runs = _train_all(main, ("zo_sparse_grid", "zo_monte_carlo", "fo", "rf"), steps=steps, eval_every=eval_every,
+                      overrides=overrides, args=args, where="main")
+    result = {"recipe": {"name": main.name, "config": copy.deepcopy(main.config)}, "steps": steps,
+              "derivatives": deriv, "training": runs, "zero_net_rel_l2": zero_net_error(main),
+              "comparison": {"zo_vs_fo": equal_wall(runs["zo_sparse_grid"], runs["fo"])}}
+    if pde2 is not None:
+        steps2 = getattr(args, "pde2_steps", None) or size["steps"] or _steps(pde2, None)
+        runs2 = _train_all(pde2, ("zo_sparse_grid", "fo", "rf"), steps=steps2,
+                           eval_every=getattr(args, "eval_every", None) or max(1, steps2 // 20), overrides=overrides,
+                           args=args, where="pde2")
+        result["pde2"] = {"recipe": {"name": pde2.name, "config": copy.deepcopy(pde2.config)}, "steps": steps2,
+                          "training": runs2, "zero_net_rel_l2": zero_net_error(pde2),
+                          "comparison": {"zo_vs_fo": equal_wall(runs2["zo_sparse_grid"], runs2["fo"])}}
+    result["goals"] = _goals(result, main.name)
+    result["throughput"] = {f"{where}:{kind}": run["throughput"]
+                            for where, group in (("main", runs), ("pde2", result.get("pde2", {}).get("training", {})))
+                            for kind, run in group.items()}
+    return result
+
+
+def _goals(result: dict, name: str) -> dict:
+    runs = result["training"]
+    prefix = name.replace("-", "_")
     zo, fo = runs["zo_sparse_grid"]["test_rel_l2"], runs["fo"]["test_rel_l2"]
-    prefix = recipe.name.replace("-", "_")
-    return {
-        "goals": {
-            f"{prefix}_rel_l2": zo,
-            f"{prefix}_fo_rel_l2": fo,
-            f"{prefix}_zero_net_rel_l2": zero,
-            f"{prefix}_zo_fo_ratio": zo / fo,
-            "sparse_grid_eval_ratio": min(r["ratio"] for r in ratios.values()),
-        },
-        "recipe": {"name": recipe.name, "config": copy.deepcopy(cfg)},
-        "steps": steps,
-        "cpu_budget": {"zo_sparse_grid_wall_s": runs["zo_sparse_grid"]["wall_s"],
-                       "threads": torch.get_num_threads()},
-        "derivatives": deriv,
-        "training": runs,
-        "zero_net_rel_l2": zero,
+    ratios = result["derivatives"]["equal_error"]
+    goals = {
+        f"{prefix}_full_rel_l2": zo,
+        f"{prefix}_full_trained_fraction": runs["zo_sparse_grid"]["trained_fraction"],
+        f"{prefix}_rel_l2": zo,
+        f"{prefix}_fo_rel_l2": fo,
+        f"{prefix}_zero_net_rel_l2": result["zero_net_rel_l2"],
+        f"{prefix}_zo_fo_ratio": zo / fo,
+        "train_mc_sg_ratio": runs["zo_monte_carlo"]["test_rel_l2"] / zo,
+        "sparse_grid_eval_ratio": min(r["ratio"] for r in ratios.values()),
     }
+    if "rf" in runs:
+        goals[f"{prefix}_rf_rel_l2"] = runs["rf"]["test_rel_l2"]
+    if "pde2" in result:
+        r2 = result["pde2"]["training"]
+        goals["pde2_zo_fo_ratio"] = r2["zo_sparse_grid"]["test_rel_l2"] / r2["fo"]["test_rel_l2"]
+        if "rf" in r2:
+            goals["pde2_rf_fo_ratio"] = r2["rf"]["test_rel_l2"] / r2["fo"]["test_rel_l2"]
+        goals["pde2_trained_fraction"] = r2["zo_sparse_grid"]["trained_fraction"]
+    return goals
+
+
+def run(args) -> dict:
+    before = set_threads(int(getattr(args, "threads", None) or 1))
+    try:
+        result = _run(args)
+    finally:
+        torch.set_num_threads(before)
+    result["cpu_budget"] = {"threads": int(getattr(args, "threads", None) or 1),
+                            "training_wall_s": {f"{w}:{k}": r["wall_s"] for w, g in
+                                                (("main", result["training"]),
+                                                 ("pde2", result.get("pde2", {}).get("training", {})))
+                                                for k, r in g.items()}}
+    return result
 
 
 def plot(result: dict, path) -> None:
-    from ..io import save_figure
-    from ..plots import _pyplot
+    """pinn.png: derivative errors, and relative L2 vs forward passes / wall time for every training run."""
+    from .pinn_plot import plot_result
 
-    plt = _pyplot()
-    fig, axes = plt.subplots(1, 3, figsize=(16, 4.4))
-    d = result["derivatives"]
-    ax = axes[0]
-    for key, color, label in (("grad_err", "C0", "gradient"), ("lap_err", "C3", "Laplacian")):
-        mc = d["monte_carlo"]
-        ax.plot([r["evaluations"] for r in mc], [r[key] for r in mc], "o--", color=color, ms=4,
-                label=f"Monte Carlo, {label}")
-        sg = d["sparse_grid"]
-        ax.plot([r["evaluations"] for r in sg], [r[key] for r in sg], "s-", color=color, ms=6,
-                label=f"sparse grid (levels {', '.join(str(r['level']) for r in sg)}), {label}")
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set_xlabel("forward evaluations per point")
-    ax.set_ylabel("relative error vs autograd")
-    bound = "≥ " if any(r["lower_bound"] for r in d["equal_error"].values()) else ""
-    ratio = result["goals"]["sparse_grid_eval_ratio"]
-    ax.set_title(f"Stein derivatives, {d['points']} points (MC/SG evaluations {bound}{ratio:.3g})")
-    ax.legend(fontsize=7)
-    goals = result["goals"]
-    zero = result["zero_net_rel_l2"]
-    for ax, xkey, xlabel in ((axes[1], "forward_passes", "forward passes (loss evaluations)"),
-                             (axes[2], "wall_s", "wall-clock seconds")):
-        for name, run in result["training"].items():
-            h = [r for r in run["history"] if r[xkey] > 0 or xkey != "wall_s"]  # log axis: the start sits at x = 1
-            xs = [max(r[xkey], 1) if xkey == "forward_passes" else r[xkey] for r in h]
-            ax.plot(xs, [r["test_rel_l2"] for r in h], marker="o", ms=3,
-                    label=f"{name.replace('_', ' ')} ({run['test_rel_l2']:.2e})")
-        ax.axhline(zero, color="gray", ls=":", lw=1, label=f"network ≡ 0 ({zero:.2e})")
-        ax.axhline(2e-3, color="k", ls="--", lw=1, label="target 2e-3")
-        ax.set_xscale("log")
-        ax.set_yscale("log")
-        ax.set_xlabel(xlabel)
-        ax.set_ylabel("test relative L2")
-        ax.legend(fontsize=7)
-    zo_fo = goals[next(k for k in goals if k.endswith("zo_fo_ratio"))]
-    axes[1].set_title(f"{result['recipe']['name']}, {result['steps']} steps (ZO/FO = {zo_fo:.2f})")
-    axes[2].set_title(f"same runs vs wall-clock ({result['cpu_budget']['threads']} thread)")
-    fig.tight_layout()
-    save_figure(fig, path, dpi=110)
-    plt.close(fig)
+    plot_result(result, path)

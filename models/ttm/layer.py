@@ -217,6 +217,11 @@ class TTLinear(nn.Module):
         w, _ = _reconstruct(self.cores, [False] * self.num_cores)
         return w
 
+    def stacked_weight(self, cores: Sequence[Tensor | None]) -> tuple[Tensor, bool]:
+        """W from ``cores`` (each (q, *core.shape), core.shape or None = own): ((q?, M, N), stacked?)."""
+        use = [own if c is None else c for c, own in zip(cores, self.cores)]
+        return _reconstruct(use, [c is not None and c.ndim == 5 for c in cores])
+
     def num_tt_params(self) -> int:
         return sum(c.numel() for c in self.cores)
 

@@ -106,3 +106,37 @@ def test_bad_stacked_params():
                              "layers.1.bias": torch.zeros(3, 1, dtype=torch.float64)}, x)
     with pytest.raises(ValueError, match="q"):
         net.forward_stacked({}, x)
+
+
+TT = [{"in_modes": [3, 7], "out_modes": [4, 4], "rank": 3}, {"in_modes": [4, 4], "out_modes": [4, 4], "rank": 2}]
+
+
+@pytest.mark.parametrize("names", [None, ["layers.0.core1"], ["layers.1.core0", "layers.2.bias"], ["layers.2.weight"]])
+def test_tt_hidden_layers_match_the_plain_forward(names):
+    """TT hidden layers: forward_stacked / forward_shifted (dense W rebuilt per copy) equal functional_call."""
+    torch.manual_seed(0)
+    net = PINNMLP([21, 16, 16, 1], tt=TT)
+    assert [type(layer).__name__ for layer in net.layers] == ["TTLinear", "TTLinear", "Linear"]
+    # cores r_{k-1}·m_k·n_k·r_k: (1·4·3·3 + 3·4·7·1) + 16 bias, (1·4·4·2 + 2·4·4·1) + 16 bias, dense 16 + 1
+    assert sum(p.numel() for p in net.parameters()) == (36 + 84 + 16) + (32 + 32 + 16) + 17
+    x = torch.rand(5, 21, dtype=torch.float64)
+    s = 0.1 * torch.randn(4, 21, dtype=torch.float64)
+    rows = (x[:, None, :] + s[None]).reshape(-1, 21)
+    params = stacked_params(net, 3, names=names)
+    ref = loop_reference(net, params, rows)
+    torch.testing.assert_close(net.forward_stacked(params, rows), ref, **TOL)
+    torch.testing.assert_close(net.forward_shifted(params, x, s).reshape(3, -1, 1), ref, rtol=1e-12, atol=1e-13)
+
+
+def test_tt_options_are_checked_and_first_scale_scales_the_first_weight():
+    with pytest.raises(ValueError, match="give a 21->12 layer but sizes say 21->16"):
+        PINNMLP([21, 16, 1], tt=[{"in_modes": [3, 7], "out_modes": [3, 4], "rank": 2}])
+    with pytest.raises(ValueError, match="in_modes, out_modes and rank"):
+        PINNMLP([21, 16, 1], tt=[{"in_modes": [3, 7], "out_modes": [4, 4]}])
+    with pytest.raises(ValueError, match="output layer stays dense"):
+        PINNMLP([21, 16], tt=[{"in_modes": [3, 7], "out_modes": [4, 4], "rank": 2}])
+    torch.manual_seed(3)
+    a = PINNMLP([21, 16, 1], tt=TT[:1])
+    torch.manual_seed(3)
+    b = PINNMLP([21, 16, 1], tt=TT[:1], first_scale=0.1)
+    torch.testing.assert_close(b.layers[0].dense_weight(), 0.1 * a.layers[0].dense_weight(), **TOL)

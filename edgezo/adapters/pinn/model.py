@@ -46,7 +46,11 @@ Inside a chunk, the inner network's own batching is used when it has it:
   loss at θ), the network runs once.
 
 ``network_evaluations`` counts q·B·n nominal rows per call (what a device
-without these shortcuts would run), not the reduced work.
+without these shortcuts would run), not the reduced work; ``forward_seconds``
+accumulates the time spent inside the network's forward (``edgezo bench pinn``
+reports rows per second and the share of a step spent outside it). When only
+the output layer is perturbed, a chunk holds ``1 + q·out/h`` activations per
+row instead of q, so the chunks grow accordingly.
 
 Monte Carlo nodes are redrawn per collocation batch (``mc_resample=True``): the
 seed is a hash of the batch, so all perturbed parameter sets of a step see the
@@ -56,6 +60,7 @@ same ones.
 
 from __future__ import annotations
 
+import time
 import zlib
 from typing import Mapping
 
@@ -112,6 +117,7 @@ class SteinPINN(nn.Module):
         self.max_rows = int(max_rows)
         self.mc_resample = bool(mc_resample)
         self.network_evaluations = 0
+        self.forward_seconds = 0.0  # time spent inside the network's forward (throughput report)
         self._mc_key: int | None = None
         self._partial = _accepts_partial(net)
         self._shifted = isinstance(net, ShiftedForward)
@@ -180,9 +186,10 @@ class SteinPINN(nn.Module):
         stacked = bool(params)
         q_eff = q if stacked else 1
         # chunk sizes: keep all q copies together when they fit (shared prefixes run once per chunk)
+        width = self._stacked_width(params, q_eff)
         n_c = min(n, self.max_rows)
-        b_c = max(1, min(B, self.max_rows // (q_eff * n_c)))
-        q_c = max(1, min(q_eff, self.max_rows // (b_c * n_c)))
+        b_c = max(1, min(B, int(self.max_rows // (width * n_c))))
+        q_c = max(1, min(q_eff, int(self.max_rows * q_eff // (width * b_c * n_c))))
         out = torch.empty(q_eff, B, n, dtype=torch.float64, device=x.device)
         for b0 in range(0, B, b_c):
             xb = x[b0 : b0 + b_c]
@@ -191,13 +198,26 @@ class SteinPINN(nn.Module):
                 ga = self.pde.hard_constraint(xb.unsqueeze(1) + sj.unsqueeze(0))
                 for q0 in range(0, q_eff, q_c):
                     q1 = min(q_eff, q0 + q_c)
+                    started = time.perf_counter()
                     N = self._net_nodes({k: v[q0:q1] for k, v in params.items()}, xb, sj, q1 - q0, stacked)
+                    self.forward_seconds += time.perf_counter() - started
                     if N.dtype != torch.float64:
                         raise TypeError(f"the network returned {N.dtype}; Stein derivatives need a float64 network "
                                         "(model dtype = \"float64\" or net.double())")
                     out[q0:q1, b0 : b0 + b_c, j0 : j0 + n_c] = N if ga is None else torch.addcmul(ga[0], ga[1], N)
         self.network_evaluations += q * B * n
         return out if stacked or q == 1 else out.expand(q, B, n)
+
+    def _stacked_width(self, params: Mapping[str, torch.Tensor], q: int) -> float:
+        """Activations per (point, node) row in units of one network copy: q, or 1 + q·out/h when only
+        the output layer is perturbed (the hidden features are then shared by every copy)."""
+        layers = getattr(self.net, "layers", None)
+        if not params or not self._partial or layers is None or len(layers) < 2:
+            return float(q)
+        last = f"layers.{len(layers) - 1}."
+        if all(k.startswith(last) for k in params):
+            return 1.0 + q * layers[-1].out_features / layers[-1].in_features
+        return float(q)
 
     def _maybe_reseed(self, x: torch.Tensor) -> None:
         if self.stein is None or self.stein.rule != "monte_carlo" or not self.mc_resample:

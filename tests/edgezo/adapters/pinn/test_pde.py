@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from edgezo.adapters.pinn.pde import HJB, Heat, build_pde, relative_l2
+from edgezo.adapters.pinn.pde import HJB, Heat, HJBSines, build_pde, relative_l2
 from edgezo.adapters.pinn.sparse_grid import gauss_hermite_1d
 
 
@@ -22,13 +22,14 @@ def autograd_terms(u_fn, x):
     return u.detach(), g.detach(), second.detach()
 
 
-@pytest.mark.parametrize("pde", [HJB(20), HJB(3), Heat(10), Heat(2)], ids=repr)
+@pytest.mark.parametrize("pde", [HJB(20), HJB(3), Heat(10), Heat(2), Heat(10, rate=1.0), HJBSines(10), HJBSines(3, freq=3.0)],
+                         ids=repr)
 def test_exact_solution_has_zero_residual_and_wrong_ones_do_not(pde):
     x = pde.sample(50, torch.Generator().manual_seed(0))
     res = pde.residual(x, *autograd_terms(pde.exact, x))
     assert res.abs().max() < 1e-12
     wrong = pde.residual(x, *autograd_terms(lambda v: pde.exact(v) + 0.1 * v[:, 0] ** 2, x))
-    assert wrong.abs().max() > 1e-2
+    assert wrong.abs().max() > 1e-3  # ≥ 0.2·κ (κ = 0.01 for Heat(10, rate=1))
 
 
 @pytest.mark.parametrize("pde", [HJB(20), Heat(10), Heat(3)], ids=repr)
@@ -102,3 +103,34 @@ def test_build_pde_and_errors():
     with pytest.raises(ValueError):
         HJB(0)
     assert "space_dim=20" in repr(HJB())
+
+
+@pytest.mark.parametrize("pde", [HJBSines(4), Heat(2, rate=1.0)], ids=repr)
+def test_gaussian_average_of_the_exact_solution_has_zero_residual(pde):
+    """HJBSines: u* harmonic in (x, t), so E u*(x + σz) = u*; Heat with any rate: the average is c·u*, c constant,
+    which solves the (linear, homogeneous) equation too. Either way the Stein residual vanishes at u*."""
+    k = pde.dim
+    z1, w1 = gauss_hermite_1d(12)
+    grid = torch.as_tensor(np.stack(np.meshgrid(*[z1] * k, indexing="ij"), -1).reshape(-1, k))
+    w = torch.as_tensor(np.einsum(",".join("ijklm"[:k]) + "->" + "ijklm"[:k], *[w1] * k).reshape(-1))
+    x = pde.sample(6, torch.Generator().manual_seed(3))
+    sigma = 0.2
+    smoothed = pde.exact(x[:, None, :] + sigma * grid[None]) @ w
+    ratio = smoothed / pde.exact(x)
+    torch.testing.assert_close(ratio, ratio[:1].expand_as(ratio), rtol=1e-9, atol=0)
+    if isinstance(pde, HJBSines):
+        torch.testing.assert_close(ratio, torch.ones_like(ratio), rtol=1e-9, atol=0)
+    else:
+        assert abs(ratio[0] - 1) > 1e-3  # not harmonic: the average is a different multiple of u*
+
+
+def test_hjb_sines_terminal_constraint_and_options():
+    pde = build_pde({"kind": "hjb-sines", "space_dim": 10, "freq": 2.0})
+    x = pde.sample(30, torch.Generator().manual_seed(4))
+    x[:, -1] = 1.0
+    torch.testing.assert_close(pde.constrain(x, torch.randn(30, dtype=torch.float64)), pde.exact(x), rtol=0, atol=1e-14)
+    assert pde.second_dims == tuple(range(10)) and pde.describe()["freq"] == 2.0
+    with pytest.raises(ValueError, match="freq"):
+        HJBSines(10, freq=0.0)
+    with pytest.raises(ValueError, match="rate"):
+        Heat(3, rate=-1.0)

@@ -59,23 +59,48 @@ def test_equal_error_ratio_reports_a_lower_bound_when_not_reached():
     assert reached_first["mc_evaluations"] == 10 and not reached_first["lower_bound"]
 
 
+RF = TINY.replace('name = "heat-bench-test"', 'name = "heat-bench-test-rf"').replace(
+    """parts = [{ kind = "cge", groups = ["last"], mu = 1e-3, difference = "central" },
+         { kind = "rge", groups = ["hidden"], q = 2, mu = 1e-2 }]""",
+    """parts = [{ kind = "cge", groups = ["last"], mu = 1e-3, difference = "central" }]""")
+PDE2 = TINY.replace('name = "heat-bench-test"', 'name = "hjb-bench-test"').replace(
+    'kind = "heat"\nspace_dim = 2', 'kind = "hjb-sines"\nspace_dim = 2').replace("[pinn]", "[pinn]\nrule = \"sparse_grid\"")
+
+
 def test_tiny_end_to_end_run(tmp_path, monkeypatch):
     monkeypatch.setitem(bench.SIZES, "quick", {"points": 5, "levels": (2, 3), "mc_pairs": (16, 64), "mc_seeds": 2,
-                                               "steps": 3})
+                                               "steps": 3, "overrides": {}})
     path = tmp_path / "tiny.toml"
     path.write_text(TINY)
-    args = SimpleNamespace(quick=True, seed=0, recipe=str(path), steps=3, eval_every=1, out=str(tmp_path))
+    (tmp_path / "tiny-rf.toml").write_text(RF)
+    (tmp_path / "pde2.toml").write_text(PDE2)
+    args = SimpleNamespace(quick=True, seed=0, recipe=str(path), pde2=str(tmp_path / "pde2.toml"), steps=3,
+                           eval_every=1, out=str(tmp_path))
     result = bench.run(args)
     goals = result["goals"]
-    assert set(goals) == {"heat_bench_test_rel_l2", "heat_bench_test_fo_rel_l2", "heat_bench_test_zero_net_rel_l2",
-                          "heat_bench_test_zo_fo_ratio", "sparse_grid_eval_ratio"}
+    p = "heat_bench_test"
+    assert set(goals) == {f"{p}_full_rel_l2", f"{p}_full_trained_fraction", f"{p}_rel_l2", f"{p}_fo_rel_l2",
+                          f"{p}_zero_net_rel_l2", f"{p}_zo_fo_ratio", f"{p}_rf_rel_l2", "train_mc_sg_ratio",
+                          "sparse_grid_eval_ratio", "pde2_zo_fo_ratio", "pde2_trained_fraction"}
     assert all(math.isfinite(v) and v > 0 for v in goals.values())
+    # every parameter of the full-network run moved (RGE on the hidden layer, CGE on the output layer)
+    assert goals[f"{p}_full_trained_fraction"] == 1.0
     runs = result["training"]
-    assert set(runs) == {"zo_sparse_grid", "zo_monte_carlo", "fo"}
+    assert set(runs) == {"zo_sparse_grid", "zo_monte_carlo", "fo", "rf"}
+    assert runs["rf"]["trained_fraction"] == pytest.approx(7 / 31)  # the output layer (6 + 1) of 31 parameters
     assert runs["fo"]["derivatives"] == "autograd" and runs["zo_monte_carlo"]["rule"] == "monte_carlo"
     assert [h["step"] for h in runs["fo"]["history"]] == [0, 1, 2, 3]
+    walls = [h["wall_s"] for h in runs["fo"]["history"]]
+    assert walls == sorted(walls) and walls[-1] <= runs["fo"]["wall_s"] + 1e-6
     # equal cost: Monte Carlo gets as many nodes per point as the grid (2·pairs + 1 = grid size, 3-D level 3: 25)
     assert runs["zo_monte_carlo"]["network_evaluations"] == runs["zo_sparse_grid"]["network_evaluations"]
+    tp = runs["zo_sparse_grid"]["throughput"]
+    assert tp["network_rows"] == runs["zo_sparse_grid"]["network_evaluations"] and tp["forward_rows_per_s"] > 0
+    assert 0 <= tp["outside_forward_share"] < 1
+    cmp = result["comparison"]["zo_vs_fo"]
+    assert cmp["equal_steps"]["ratio"] == pytest.approx(goals[f"{p}_zo_fo_ratio"])
+    assert cmp["equal_wall"]["wall_s"] == min(runs["zo_sparse_grid"]["wall_s"], runs["fo"]["wall_s"])
+    assert set(result["pde2"]["training"]) == {"zo_sparse_grid", "fo"}  # no -rf file beside pde2.toml
     d = result["derivatives"]
     level3 = next(r for r in d["sparse_grid"] if r["level"] == 3)
     mc_small = d["monte_carlo"][0]
@@ -83,6 +108,14 @@ def test_tiny_end_to_end_run(tmp_path, monkeypatch):
     assert [r["level"] for r in d["sparse_grid"]] == [2, 3] and d["points"] == 5
     bench.plot(result, tmp_path / "pinn.png")
     assert (tmp_path / "pinn.png").stat().st_size > 10_000
+
+
+def test_value_at_reads_the_state_at_a_cost():
+    hist = [{"wall_s": 0.0, "test_rel_l2": 1.0}, {"wall_s": 2.0, "test_rel_l2": 0.5}, {"wall_s": 4.0, "test_rel_l2": 0.1}]
+    from edgezo.bench.pinn_runs import value_at
+
+    assert value_at(hist, "wall_s", 3.0) == 0.5 and value_at(hist, "wall_s", 4.0) == 0.1
+    assert value_at(hist, "wall_s", 1.0) == 1.0
 
 
 def test_bench_refuses_a_recipe_that_is_not_a_pinn(tmp_path, capsys):

@@ -15,7 +15,7 @@ from edgezo.estimators import CGE, RGE, build_estimator
 from edgezo.losses import mse
 from edgezo.models.pinn import PINNMLP
 from edgezo.oracles.torch_oracle import TorchOracle
-from edgezo.recipes import build_trainer, get_recipe, parse_recipe, with_estimator
+from edgezo.recipes import apply_overrides, build_trainer, get_recipe, parse_recipe, with_estimator
 
 GROUPS = {"hidden": ["net.layers.0.*", "net.layers.1.*"], "last": ["net.layers.2.*"]}
 
@@ -176,12 +176,31 @@ def test_bad_pinn_options():
 
 
 def test_registered_recipes_build():
-    for name in ("hjb20", "heat3"):
+    for name in ("hjb20", "hjb20-rf", "heat3", "heat10", "heat10-rf"):
         recipe = get_recipe(name)
         assert recipe.task == "pinn"
     hjb = get_recipe("hjb20").config
     assert hjb["pde"] == {"kind": "hjb", "space_dim": 20} and hjb["model"]["activation"] == "sin"
-    assert hjb["train"]["batch_size"] == 100 and hjb["pinn"]["test_points"] == 10_000
+    assert hjb["train"]["batch_size"] == 50 and hjb["pinn"]["test_points"] == 10_000
+    assert get_recipe("hjb20-rf").config["model"]["sizes"] == [21, 32, 32, 1]  # the landed baseline, unchanged
+    heat, rf = get_recipe("heat10").config, get_recipe("heat10-rf").config
+    assert heat["model"] == rf["model"] and heat["pde"] == rf["pde"] == {"kind": "heat", "space_dim": 10, "rate": 1.0}
+
+
+@pytest.mark.parametrize("name", ["hjb20", "heat10"])
+def test_full_network_recipes_estimate_every_parameter_with_tt_hidden_layers(name):
+    """The first phase's estimator covers every coordinate; the hidden layers are TTLinear; nothing is frozen."""
+    from edgezo.models.ttm import TTLinear
+    from edgezo.recipes import phases_of
+
+    trainer = build_trainer(apply_overrides(get_recipe(name), {"pinn.test_points": 10}), progress=False)
+    net = trainer.oracle.model.net
+    assert [type(m) for m in net.layers[:-1]] == [TTLinear, TTLinear]
+    assert all(p.requires_grad for p in net.parameters())
+    phases = phases_of(get_recipe(name))
+    covered = sum(row["entries"] for row in phases[0].estimator.describe(trainer.oracle.layout))
+    assert covered == trainer.oracle.dim == sum(p.numel() for p in net.parameters())
+    assert [p.estimator.name for p in phases] == ["hybrid", "hybrid"] and phases[1].start_epoch > 0
 
 
 @pytest.mark.parametrize("estimator", [None, "fo"])
