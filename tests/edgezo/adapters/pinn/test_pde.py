@@ -22,8 +22,8 @@ def autograd_terms(u_fn, x):
     return u.detach(), g.detach(), second.detach()
 
 
-@pytest.mark.parametrize("pde", [HJB(20), HJB(3), Heat(10), Heat(2), Heat(10, rate=1.0), HJBSines(10), HJBSines(3, freq=3.0)],
-                         ids=repr)
+@pytest.mark.parametrize("pde", [HJB(20), HJB(3), Heat(10), Heat(2), Heat(10, rate=1.0), HJBSines(10),
+                                 HJBSines(3, freq=3.0)], ids=repr)
 def test_exact_solution_has_zero_residual_and_wrong_ones_do_not(pde):
     x = pde.sample(50, torch.Generator().manual_seed(0))
     res = pde.residual(x, *autograd_terms(pde.exact, x))

@@ -64,7 +64,8 @@ RF = TINY.replace('name = "heat-bench-test"', 'name = "heat-bench-test-rf"').rep
          { kind = "rge", groups = ["hidden"], q = 2, mu = 1e-2 }]""",
     """parts = [{ kind = "cge", groups = ["last"], mu = 1e-3, difference = "central" }]""")
 PDE2 = TINY.replace('name = "heat-bench-test"', 'name = "hjb-bench-test"').replace(
-    'kind = "heat"\nspace_dim = 2', 'kind = "hjb-sines"\nspace_dim = 2').replace("[pinn]", "[pinn]\nrule = \"sparse_grid\"")
+    'kind = "heat"\nspace_dim = 2', 'kind = "hjb-sines"\nspace_dim = 2').replace(
+    "[pinn]", "[pinn]\nrule = \"sparse_grid\"")
 
 
 def test_tiny_end_to_end_run(tmp_path, monkeypatch):
@@ -111,7 +112,8 @@ def test_tiny_end_to_end_run(tmp_path, monkeypatch):
 
 
 def test_value_at_reads_the_state_at_a_cost():
-    hist = [{"wall_s": 0.0, "test_rel_l2": 1.0}, {"wall_s": 2.0, "test_rel_l2": 0.5}, {"wall_s": 4.0, "test_rel_l2": 0.1}]
+    hist = [{"wall_s": 0.0, "test_rel_l2": 1.0}, {"wall_s": 2.0, "test_rel_l2": 0.5},
+            {"wall_s": 4.0, "test_rel_l2": 0.1}]
     from edgezo.bench.pinn_runs import value_at
 
     assert value_at(hist, "wall_s", 3.0) == 0.5 and value_at(hist, "wall_s", 4.0) == 0.1
