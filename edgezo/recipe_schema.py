@@ -174,6 +174,9 @@ class DataSection(Section):
     test: Positive | None = None
     train_seed: Seed | None = None
     test_seed: Seed | None = None
+    train_subset: Positive | None = Field(None, description="train on this many samples of a seeded permutation")
+    pool: Positive | None = Field(None, description="average-pool images by pool x pool blocks")
+    subset_seed: Seed | None = None
 
 
 class PhaseSection(Section):

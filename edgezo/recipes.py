@@ -82,11 +82,12 @@ def parse_recipe(text: str, source: str = "<memory>") -> Recipe:
     return _validated(Recipe(str(cfg.get("name", "")), str(cfg.get("description", "")), cfg, source))
 
 
-def _validated(recipe: Recipe) -> Recipe:
+def _validated(recipe: Recipe, where: str | None = None) -> Recipe:
+    """``recipe`` once its config passes the schema; errors name ``where`` (default: its source)."""
     from .recipe_schema import validate
 
     try:
-        validate(recipe.config, recipe.source if recipe.source != "<memory>" else f"recipe {recipe.name}")
+        validate(recipe.config, where or (recipe.source if recipe.source != "<memory>" else f"recipe {recipe.name}"))
     except ConfigError as err:
         raise RecipeError(str(err)) from None
     return recipe
@@ -145,8 +146,9 @@ def apply_overrides(recipe: Recipe, overrides: dict[str, Any]) -> Recipe:
                 raise RecipeError(f"cannot override {dotted!r}: {p!r} is not a table")
             node = node[p]
         node[parts[-1]] = value
-    return _validated(Recipe(recipe.name, recipe.description, cfg, f"recipe {recipe.name} with --set"
-                             if overrides else recipe.source))
+    # the source stays the file (tools find files beside it); errors name the overrides
+    return _validated(Recipe(recipe.name, recipe.description, cfg, recipe.source),
+                      f"recipe {recipe.name} with --set" if overrides else None)
 
 
 def phases_of(recipe: Recipe):
