@@ -15,6 +15,7 @@ from collections import OrderedDict
 import numpy as np
 import torch
 
+from . import direction_native
 from .direction_spec import (_C2, _C4, _C6, _C8, _CHI, _CLO, _H_C1, _H_C2, _INT32_MIN, _Q0, _Q1, _Q2, _Q3,
                              _S1, _S3, _S5, _S7, _SQRT_HALF_BITS, _TWO_M21, _TWO_M22, _keys, _tag, _words)
 
@@ -201,6 +202,12 @@ class _NumpyOps:
         return np.ascontiguousarray(x)
 
 
+class _NativeOps(_NumpyOps):
+    """numpy arrays, with the Gaussian pairs from the native generator (:mod:`edgezo.direction_native`)."""
+
+    native = True
+
+
 # ---------------------------------------------------------------------------
 # float32 Box–Muller (spec §5): every op a separate IEEE float32 operation,
 # written once for both backends (operators only; no fused ops).
@@ -286,7 +293,7 @@ def _sign_lut(B, device):
     if lut is None:
         b = np.arange(256).reshape(-1, 1)
         table = (1 - 2 * ((b >> np.arange(8)) & 1)).astype(np.float32)
-        lut = table if B is _NumpyOps else torch.from_numpy(table).to(device)
+        lut = table if issubclass(B, _NumpyOps) else torch.from_numpy(table).to(device)
         _LUT_CACHE[key] = lut
     return lut
 
@@ -304,7 +311,8 @@ def _rademacher(B, seeds, start: int, count: int, device):
 
 def _gauss_block(B, keys, p0: int, npairs: int, out) -> None:
     """Gaussian pairs ``p0 .. p0 + npairs - 1`` for every key into ``out`` (S, npairs, 2)."""
-    w = B.pair_words(keys, p0, npairs, None if B is _NumpyOps else keys.device)  # (S, 2, P): radius, angle words
+    device = None if issubclass(B, _NumpyOps) else keys.device
+    w = B.pair_words(keys, p0, npairs, device)  # (S, 2, P): radius, angle words
     r = _radius(w[:, 0], B)
     c, s = _cos_sin(w[:, 1], B)
     B.mul_into(r, c, out[:, :, 0])
@@ -322,8 +330,12 @@ def _gaussian(B, seeds, start: int, count: int, device):
     p0, p1 = start >> 1, (start + count - 1) >> 1
     npairs = p1 - p0 + 1
     keys = B.keys(seeds, "gaussian")
+    if getattr(B, "native", False):
+        out = direction_native.gaussian_pairs(keys, p0, npairs)
+        off = start & 1
+        return out if off == 0 and count == 2 * npairs else B.contiguous(out[:, off:off + count])
     out = B.empty((S, npairs, 2), B.f32, device)
-    on_cpu = B is _NumpyOps or str(device).startswith("cpu")
+    on_cpu = issubclass(B, _NumpyOps) or str(device).startswith("cpu")
     block = max(64, (_CPU_BLOCK if on_cpu else _DEV_BLOCK) // max(S, 1))
     for b in range(0, npairs, block):
         nb = min(block, npairs - b)
@@ -346,10 +358,19 @@ _GENERATORS = {"rademacher": _rademacher, "gaussian": _gaussian, "sphere": _sphe
 
 
 def _generate(seeds: torch.Tensor, start: int, count: int, kind: str, device, dtype, backend: str = "auto"):
-    """Validated arguments in; ``backend``: "auto" (numpy on CPU), "torch" or "numpy"."""
-    use_numpy = backend == "numpy" or (backend == "auto" and torch.device(device).type == "cpu")
-    if use_numpy:
-        z = torch.from_numpy(_GENERATORS[kind](_NumpyOps, seeds.cpu().numpy().astype(np.uint32), start, count, None))
+    """Validated arguments in; ``backend``: "auto", "torch", "numpy" or "native".
+
+    "auto" runs torch ops on an accelerator and, on the CPU, the native generator
+    for Gaussian and sphere directions where it was built (else numpy).
+    """
+    on_cpu = torch.device(device).type == "cpu"
+    if backend == "native" and not direction_native.available():
+        raise RuntimeError("backend 'native' asked for, but the native direction generator is not available")
+    if backend == "auto" and on_cpu:
+        backend = "native" if kind != "rademacher" and direction_native.available() else "numpy"
+    if backend in ("numpy", "native"):
+        B = _NativeOps if backend == "native" else _NumpyOps
+        z = torch.from_numpy(_GENERATORS[kind](B, seeds.cpu().numpy().astype(np.uint32), start, count, None))
         return z.to(device=device, dtype=dtype)
     z = _GENERATORS[kind](_TorchOps, seeds.to(device), start, count, device)
     return z if z.dtype == dtype else z.to(dtype)

@@ -41,18 +41,21 @@ Other output dtypes are the float32 values converted (exact for float64).
 
 The same operation sequence is written once (``_neg2log``, ``_cos_sin`` in
 :mod:`edgezo.direction_backends`) and run on two array backends: torch tensors (int64 words, any device) and, on
-the CPU, numpy arrays (uint32 words; lower per-operation overhead). Both are
-tested bit for bit against each other, the committed vectors and the C build.
+the CPU, numpy arrays (uint32 words; lower per-operation overhead). All
+backends are tested bit for bit against each other, the committed vectors and
+the C build.
 
-Timings (2-vCPU AVX-512 Xeon shared with other jobs, torch 2.13 CPU, one
-thread, 16 seeds, best of repeated calls; ``docs/directions.md`` §8):
+On the CPU the Gaussian and sphere kinds run in the native generator
+(:mod:`edgezo.direction_native`: the firmware's C, vectorised) where it was
+built at install time, else on the numpy backend. Timings (2-vCPU AVX-512
+Xeon, torch 2.13 CPU, one thread, 16 seeds; ``docs/directions.md`` §8):
 
 ===========  ================  ==================
 kind         16 x 2,410        16 x 100,000
 ===========  ================  ==================
 rademacher   0.06 ms           1.0 - 1.1 ms
-gaussian     0.35 ms           13.5 - 18 ms
-sphere       0.40 ms           21 - 48 ms
+gaussian     0.10 ms           2.9 ms  (torch.randn: 5.9 ms)
+sphere       0.20 ms           5.1 ms
 ===========  ================  ==================
 
 (the torch path, used on GPUs, takes 0.17 / 0.75 / 0.81 ms for the small case

@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import shutil
 import subprocess
 from pathlib import Path
 
 import numpy as np
+
 import pytest
 import torch
 
@@ -136,13 +138,46 @@ def test_count_zero_and_dtypes():
         assert z64.dtype == torch.float64 and torch.equal(z64, z32.double())
 
 
+def _needs_native():
+    from edgezo import direction_native
+
+    if not direction_native.available():
+        if os.environ.get("EDGEZO_REQUIRE_NATIVE") == "1":
+            pytest.fail("EDGEZO_REQUIRE_NATIVE=1 but edgezo._ezdir_host was not built (C compiler at install?)")
+        pytest.skip("the native generator was not built (no C compiler at install time)")
+
+
 @pytest.mark.parametrize("kind", KINDS)
-def test_numpy_and_torch_backends_agree(kind):
+@pytest.mark.parametrize("other", ["torch", "native"])
+def test_numpy_and_other_backends_agree(kind, other):
+    if other == "native":
+        _needs_native()
     seeds = torch.tensor([0, 1, 2, 123456, 2**32 - 1])
-    for start, count in [(0, 2410), (1, 33), (31, 70), (7, 30_001), (100_001, 4097), (2**32 - 17, 17)]:
-        a = D._generate(seeds, start, count, kind, "cpu", torch.float32, "torch")
+    for start, count in [(0, 2410), (1, 33), (31, 70), (7, 30_001), (100_001, 4097), (2**32 - 17, 17), (5, 1)]:
+        a = D._generate(seeds, start, count, kind, "cpu", torch.float32, other)
         b = D._generate(seeds, start, count, kind, "cpu", torch.float32, "numpy")
         assert torch.equal(bits(a), bits(b)), (kind, start, count)
+
+
+def test_native_generator_matches_numpy_on_a_million_values():
+    _needs_native()
+    seeds = torch.tensor([3, 2**31 + 5])
+    a = D._generate(seeds, 12_345, 1_000_001, "gaussian", "cpu", torch.float32, "native")
+    b = D._generate(seeds, 12_345, 1_000_001, "gaussian", "cpu", torch.float32, "numpy")
+    assert torch.equal(bits(a), bits(b))
+
+
+def test_native_backend_refused_when_not_built(monkeypatch):
+    from edgezo import direction_native
+
+    monkeypatch.setattr(direction_native, "_LIB", None)
+    monkeypatch.setattr(direction_native, "_TRIED", True)
+    with pytest.raises(RuntimeError, match="not available"):
+        D._generate(torch.tensor([1]), 0, 4, "gaussian", "cpu", torch.float32, "native")
+    # "auto" falls back to numpy, same values
+    auto = D._generate(torch.tensor([1]), 0, 4, "gaussian", "cpu", torch.float32, "auto")
+    assert torch.equal(bits(auto), bits(D._generate(torch.tensor([1]), 0, 4, "gaussian", "cpu", torch.float32,
+                                                     "numpy")))
 
 
 # ---------------------------------------------------------------------------
@@ -232,8 +267,10 @@ def test_vectors_file_format(vectors):
         assert len(c["bits"]) == c["count"] and all(len(h) == 8 for h in c["bits"])
 
 
-@pytest.mark.parametrize("backend", ["auto", "torch"])
+@pytest.mark.parametrize("backend", ["auto", "torch", "numpy", "native"])
 def test_vectors_match_python(vectors, backend):
+    if backend == "native":
+        _needs_native()
     xs = torch.tensor([x for x, _ in vectors["hash32"]])
     assert hash32(xs).tolist() == [h for _, h in vectors["hash32"]]
     for e in vectors["keys"]:
