@@ -84,7 +84,7 @@ def train_curve(recipe: Recipe, *, steps: int, eval_every: int, overrides: dict 
         "recipe": recipe.name, "estimator": metrics["estimator"], "derivatives": metrics["derivatives"],
         "rule": metrics["rule"], "params": metrics["params"], "steps": metrics["steps"],
         "forward_passes": metrics["forward_passes"], "network_evaluations": metrics["network_evaluations"],
-        "wall_s": round(wall, 2), "test_rel_l2": metrics["test_rel_l2"],
+        "wall_s": wall, "test_rel_l2": metrics["test_rel_l2"],
         "best_test_rel_l2": min(h["test_rel_l2"] for h in history),
         "final_train_loss": metrics["final_train_loss"],
         "trained_fraction": changed,
