@@ -13,7 +13,7 @@ from torch import Tensor
 
 from edgezo.registry import Registry
 
-__all__ = ["ACTIVATIONS", "get_activation"]
+__all__ = ["ACTIVATIONS", "get_activation", "get_activation_"]
 
 
 def identity(t: Tensor) -> Tensor:
@@ -30,3 +30,17 @@ for _name, _fn in (("relu", torch.relu), ("tanh", torch.tanh), ("sigmoid", torch
 def get_activation(name: str) -> Callable[[Tensor], Tensor]:
     """The activation registered as ``name`` (a ValueError lists the others)."""
     return ACTIVATIONS.get(name)
+
+
+_IN_PLACE = {torch.relu: torch.relu_, torch.tanh: torch.tanh_, torch.sigmoid: torch.sigmoid_, torch.sin: torch.sin_}
+
+
+def get_activation_(name: str) -> Callable[[Tensor], Tensor]:
+    """The in-place form of activation ``name`` where torch has one (else the plain function).
+
+    For tensors the caller owns (a fresh matmul output): same values, no new
+    allocation (a ReLU over the q stacked forwards' hidden layer then costs
+    about half).
+    """
+    fn = get_activation(name)
+    return _IN_PLACE.get(fn, fn)
