@@ -1,11 +1,13 @@
 /* device.c - protocol v1 message handling (see device.h and docs/protocol.md), the compact messages
- * evaluate-chain (0x09), update-last (0x0A) and load-batch-u8 (0x0B) included. */
+ * evaluate-chain (0x09), update-last (0x0A) and load-batch-u8 (0x0B) included. θ, the batch and the
+ * forward passes live in a store (store.h): the reference firmware's arena or the RTL accelerator. */
 #include "device.h"
 
 #include <string.h>
 
 #include "ezdir.h"
 #include "model.h"
+#include "store.h"
 #include "wire.h"
 
 enum { HELLO = 0x01, SET_MODEL = 0x02, WRITE_WEIGHTS = 0x03, LOAD_BATCH = 0x04, EVALUATE = 0x05, UPDATE = 0x06,
@@ -17,16 +19,13 @@ enum { E_VERSION = 1, E_TYPE, E_LENGTH, E_NO_MODEL, E_NO_BATCH, E_MEMORY, E_ARG,
 #define BODY_MAX (EZ_MAX_FRAME - HEADER - 2 - 2)
 #define LAST_SEEDS (BODY_MAX / 4) /* one per loss of an evaluate response */
 
-/* the arena: θ | perturbed θ | batch x | batch labels | activations a, b | logits */
-static float arena[EZ_ARENA_BYTES / 4];
-
 static struct {
     uint16_t boot_id;
     int have_model;
     ez_model m;
     uint32_t ram, step;
-    float *theta, *pert, *bx, *a, *b, *logits;
-    uint8_t *by;
+    uint8_t *by;             /* the store's label buffer */
+    uint8_t xword[4];        /* the float32 input being assembled (load-batch) */
     int have_batch;
     uint32_t batch_id, batch_total, batch_loaded, batch_width; /* width: bytes per feature, 4 f32 or 1 u8 */
     float batch_scale;
@@ -76,6 +75,7 @@ void ez_device_init(uint16_t boot_id)
     rx_len = 0;
     rx_overflow = 0;
     last_valid = 0;
+    ez_store_reset();
 }
 
 /* ---- responses: body written at resp_raw + HEADER; return its length or an error ---- */
@@ -97,7 +97,7 @@ static long h_hello(const uint8_t *b, uint32_t n)
     (void)b; (void)n;
     out_body[0] = VERSION;
     wr16(out_body + 1, EZ_MAX_FRAME);
-    wr32(out_body + 3, EZ_SRAM_BYTES);
+    wr32(out_body + 3, ez_store_sram_bytes());
     wr16(out_body + 7, D.boot_id);
     wr32(out_body + 9, D.step);
     out_body[13] = (uint8_t)((D.have_model ? 1 : 0) | 2); /* bit 1: compact messages 0x09-0x0B */
@@ -110,37 +110,23 @@ static long h_set_model(const uint8_t *b, uint32_t n)
 {
     static ez_model m;
     const char *why;
-    uint64_t parts[6];
+    uint32_t ram;
     int parsed = ez_model_parse(&m, b, n, &why);
     if (parsed == EZ_TOO_LARGE)
         return fail(E_MEMORY, why);
     if (parsed)
         return fail(E_LENGTH, why);
-    uint64_t total = ez_model_ram(&m, EZ_MAX_FRAME, parts); /* every term < 2^47: no wrap */
-    uint64_t floats = 2 * (uint64_t)m.n_params + (uint64_t)m.max_batch * m.in_features + 2 * (uint64_t)m.widest
-                      + m.out_features;
-    uint64_t arena_need = 4 * floats + m.max_batch + 4;
-    if (total > EZ_SRAM_BYTES)
-        return fail(E_MEMORY, "model state exceeds the device SRAM (weights, perturbed copy, batch, activations, "
-                              "frames); use a TT model or a smaller batch");
-    if (arena_need > sizeof arena)
-        return fail(E_MEMORY, "model state exceeds the firmware arena (EZ_ARENA_BYTES)");
+    if (ez_store_set_model(&m, &ram, &why))
+        return fail(E_MEMORY, why);
     D.m = m;
     D.have_model = 1;
-    D.ram = (uint32_t)total;
+    D.ram = ram;
     D.step = 0;
     D.have_batch = 0;
     D.last_n = 0;
-    D.theta = arena;
-    D.pert = D.theta + m.n_params;
-    D.bx = D.pert + m.n_params;
-    D.a = D.bx + (uint32_t)m.max_batch * m.in_features;
-    D.b = D.a + m.widest;
-    D.logits = D.b + m.widest;
-    D.by = (uint8_t *)(D.logits + m.out_features);
-    memset(D.theta, 0, 4 * m.n_params);
+    D.by = ez_store_labels();
     wr32(out_body, m.n_params);
-    wr32(out_body + 4, (uint32_t)total); /* <= EZ_SRAM_BYTES */
+    wr32(out_body + 4, ram);
     return 8;
 }
 
@@ -157,7 +143,7 @@ static long h_write_weights(const uint8_t *b, uint32_t n)
     if (!range_ok(off, cnt))
         return fail(E_ARG, "write_weights: range outside the parameters");
     for (uint32_t i = 0; i < cnt; i++)
-        D.theta[off + i] = rdf(b + 4 + 4 * i);
+        ez_store_write_weight(off + i, rdf(b + 4 + 4 * i));
     return 0;
 }
 
@@ -187,12 +173,15 @@ static long load_batch(const uint8_t *b, uint32_t n, uint32_t head, uint32_t wid
     for (uint32_t i = 0; i < len; i++) {
         uint64_t at = (uint64_t)off + i;
         uint8_t v = b[head + i];
-        if (at >= nx)
+        if (at >= nx) {
             D.by[at - nx] = v;
-        else if (width == 4)
-            ((uint8_t *)D.bx)[at] = v;
-        else
-            D.bx[at] = (float)v * D.batch_scale;
+        } else if (width == 1) {
+            ez_store_write_input((uint32_t)at, (float)v * D.batch_scale);
+        } else {
+            D.xword[at % 4] = v;
+            if (at % 4 == 3)
+                ez_store_write_input((uint32_t)(at / 4), rdf(D.xword));
+        }
     }
     if (off + len > D.batch_loaded)
         D.batch_loaded = off + len;
@@ -218,8 +207,9 @@ static long evaluate(uint32_t kind, uint32_t off, uint32_t cnt, float mu, uint32
         return fail(E_NO_BATCH, "no complete batch loaded");
     if (!range_ok(off, cnt))
         return fail(E_ARG, "evaluate: range outside the parameters");
-    if (kind > 1)
-        return fail(E_ARG, "unknown direction kind");
+    const char *no_kind = ez_store_check_kind(kind);
+    if (no_kind)
+        return fail(E_ARG, no_kind);
     if (q > LAST_SEEDS)
         return fail(E_ARG, "evaluate: too many queries for one response frame");
     for (uint32_t i = 0; i < D.batch_total; i++)
@@ -243,19 +233,15 @@ static long evaluate(uint32_t kind, uint32_t off, uint32_t cnt, float mu, uint32
             seed = chain_seed(seed0, i < half ? i : i - half);
             mult = i < half ? 1 : -1;
         }
-        const float *th = D.theta;
         if (mult) {
             uint32_t k = 0;
             while (k < D.last_n && D.last_seeds[k] != seed)
                 k++;
             if (k == D.last_n)
                 D.last_seeds[D.last_n++] = seed;
-            memcpy(D.pert, D.theta, 4 * D.m.n_params);
-            float s = (float)mult * mu;
-            ezdir_axpy(seed, (int)kind, off, cnt, s, D.pert + off);
-            th = D.pert;
         }
-        wrf(out_body + 4 * i, ez_loss(&D.m, th, D.bx, D.by, D.batch_total, D.a, D.b, D.logits));
+        float s = (float)mult * mu;
+        wrf(out_body + 4 * i, ez_store_loss(D.batch_total, mult != 0, kind, seed, s, off, cnt));
     }
     return (long)(4 * q);
 }
@@ -289,12 +275,13 @@ static long update(uint32_t step, uint32_t kind, uint32_t off, uint32_t cnt, flo
         return fail(E_STEP, "update step is not the device step + 1");
     if (!range_ok(off, cnt))
         return fail(E_ARG, "update: range outside the parameters");
-    if (kind > 1)
-        return fail(E_ARG, "unknown direction kind");
+    const char *no_kind = ez_store_check_kind(kind);
+    if (no_kind)
+        return fail(E_ARG, no_kind);
     for (uint32_t i = 0; i < q; i++) {
         float c = rdf(coeffs + 4 * i);
         float a = -(lr * c);
-        ezdir_axpy(seeds ? rd32(seeds + 4 * i) : D.last_seeds[i], (int)kind, off, cnt, a, D.theta + off);
+        ez_store_axpy(kind, seeds ? rd32(seeds + 4 * i) : D.last_seeds[i], a, off, cnt);
     }
     D.step = step;
     wr32(out_body, D.step);
@@ -345,7 +332,7 @@ static long h_read_weights(const uint8_t *b, uint32_t n)
     if (4 * cnt > BODY_MAX)
         return fail(E_ARG, "read_weights: count does not fit one response frame");
     for (uint32_t i = 0; i < cnt; i++)
-        wrf(out_body + 4 * i, D.theta[off + i]);
+        wrf(out_body + 4 * i, ez_store_read_weight(off + i));
     return (long)(4 * cnt);
 }
 
@@ -357,7 +344,7 @@ static long h_checkpoint(const uint8_t *b, uint32_t n)
         D.step = rd32(b + 1);
     wr32(out_body, D.step);
     wr32(out_body + 4, D.m.n_params);
-    wr32(out_body + 8, ez_crc32((const uint8_t *)D.theta, 4 * D.m.n_params)); /* little-endian target */
+    wr32(out_body + 8, ez_store_crc32());
     return 12;
 }
 
