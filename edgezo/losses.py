@@ -19,16 +19,32 @@ def cross_entropy(outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
 
     One value per leading index.
 
-    Written as ``logsumexp − gather``: the same value as ``F.cross_entropy`` to
-    float rounding, and several times faster on the CPU for few classes and
-    many rows (q stacked forwards), where ``log_softmax`` is slow.
+    ``logsumexp(o_b) = M + log Σ_c exp(o_bc − M)`` with ``M`` the largest logit
+    of the whole batch (per leading index) instead of per row: one contiguous
+    reduction instead of B tiny ones, which on the CPU makes the loss of q
+    stacked forwards with few classes 2× faster than ``torch.logsumexp`` (and
+    several times faster than ``log_softmax``). A row whose sum falls below
+    2^-100 (logits more than ~69 below the batch maximum, where float32 would
+    lose precision) is recomputed with its own maximum. Same value as
+    ``F.cross_entropy`` to float rounding; a leading index's value does not
+    depend on how many others are computed with it.
     """
     lead = outputs.shape[:-2]
     b, c = outputs.shape[-2:]
-    flat = outputs.reshape(-1, c)
-    y = targets.reshape(1, b).expand(flat.shape[0] // b, b).reshape(-1) if lead else targets
-    per_sample = torch.logsumexp(flat, -1) - flat.gather(1, y.reshape(-1, 1)).squeeze(1)
-    return per_sample.view(*lead, b).mean(-1)
+    rows = outputs.reshape(-1, b * c)
+    top = rows.amax(1, keepdim=True)
+    sums = (rows - top).exp_().reshape(-1, c).sum(1).reshape(-1, b)
+    lse = sums.log() + top
+    tiny = sums < 2.0**-100
+    try:
+        need_exact = bool(tiny.any())
+    except RuntimeError:  # under torch.func.vmap (no data-dependent branches): take the exact rows where tiny
+        need_exact = True
+    if need_exact:
+        exact = torch.logsumexp(rows.reshape(-1, b, c), -1)
+        lse = torch.where(tiny, exact, lse)
+    picked = rows.reshape(-1, b, c).gather(2, targets.reshape(1, b, 1).expand(rows.shape[0], b, 1)).squeeze(2)
+    return (lse - picked).mean(-1).reshape(lead)
 
 
 def mse(outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:

@@ -24,7 +24,7 @@ LAYERS = [
     ("edgezo", 0), ("edgezo.registry", 0), ("edgezo.errors", 0), ("edgezo.io", 0),
     ("edgezo.models", 1),
     ("edgezo.params", 2), ("edgezo.directions", 2), ("edgezo.direction_spec", 2), ("edgezo.direction_backends", 2),
-    ("edgezo.direction_cache", 2), ("edgezo.oracle", 2),
+    ("edgezo.direction_native", 2), ("edgezo.direction_cache", 2), ("edgezo.oracle", 2),
     ("edgezo.oracles.base", 2), ("edgezo.losses", 2), ("edgezo.protocol", 2), ("edgezo.devices", 2),
     ("edgezo.extras", 0), ("edgezo._version", 0),
     ("edgezo.estimators", 3),
