@@ -155,6 +155,8 @@ class TrainSection(Section):
     epochs: Positive = 10
     batch_size: Positive = 64
     max_steps: Positive | None = None
+    max_wall_s: Annotated[float, Field(gt=0, allow_inf_nan=False,
+                                       description="stop after the step that crosses this wall time")] | None = None
     eval_every: NonNegative = 0
     checkpoint_every: NonNegative = 0
     seed: Seed = 0

@@ -55,7 +55,6 @@ from __future__ import annotations
 import copy
 import os
 import statistics
-import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from multiprocessing import get_context
@@ -110,6 +109,9 @@ def add_arguments(parser) -> None:
                         help=f"wall-time cap per training run (default {ZO_CAP_S} s, {QUICK_CAP_S} s with --quick "
                              "on the MNIST tasks); a capped run stops after the step that crosses it")
     parser.add_argument("--threads", type=int, help="torch threads per run (default: torch's choice)")
+    parser.add_argument("--jobs", type=int, default=1,
+                        help="runs at a time, each in its own process (default 1; 2 with --threads 1 uses both "
+                             "cores of a 2-core host, at the price of shared memory bandwidth in the wall times)")
     parser.add_argument("--in-process", action="store_true",
                         help="run every configuration in this process (peak RSS then not per configuration)")
 
@@ -232,11 +234,19 @@ def run_config(payload: dict) -> dict:
     return out
 
 
-def _run(payload: dict, in_process: bool) -> dict:
+def _run_all(payloads: list[dict], in_process: bool, workers: int) -> list[dict]:
+    """Every run in its own spawned process (``workers`` at a time), or all in this process."""
     if in_process:
-        return run_config({**payload, "isolated": False})
-    with ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn")) as pool:
-        return pool.submit(run_config, {**payload, "isolated": True}).result()
+        return [run_config({**p, "isolated": False}) for p in payloads]
+    with ProcessPoolExecutor(max_workers=max(1, workers), mp_context=get_context("spawn")) as pool:
+        futures = [pool.submit(run_config, {**p, "isolated": True}) for p in payloads]
+        rows = []
+        for p, f in zip(payloads, futures):
+            rows.append(f.result())
+            print(f"[tensor-zo] {p['name']} seed {p['config']['train']['seed']}: test accuracy "
+                  f"{rows[-1]['test_accuracy']:.4f}, {rows[-1]['forward_passes']} forward passes, "
+                  f"{rows[-1]['wall_s']:.0f} s", flush=True)
+        return rows
 
 
 # --------------------------------------------------------------------------- goals
@@ -350,17 +360,17 @@ def run_task(task: Task, args, data_path: str | None = None, *, n_seeds: int | N
     seeds = [args.seed + i for i in range(n_seeds)]
     runs: dict[str, list[dict]] = {}
     recipes = {}
+    planned, payloads = [], []
     for label, config, options in jobs:
         for seed in seeds:
             recipe = config_recipe(task, config, epochs=epochs, seed=seed, max_wall_s=cap, **options)
             recipes[label] = recipe.config
-            t0 = time.perf_counter()
-            row = _run({"name": f"{task.recipe}:{label}", "config": recipe.config, "data_path": data_path,
-                        "threads": args.threads}, args.in_process)
-            row["seed"] = seed
-            print(f"[tensor-zo] {task.name} {label} seed {seed}: test accuracy {row['test_accuracy']:.4f}, "
-                  f"{row['forward_passes']} forward passes, {time.perf_counter() - t0:.0f} s", flush=True)
-            runs.setdefault(label, []).append(row)
+            planned.append((label, seed))
+            payloads.append({"name": f"{task.recipe}:{label}", "config": recipe.config, "data_path": data_path,
+                             "threads": args.threads})
+    for (label, seed), row in zip(planned, _run_all(payloads, args.in_process, args.jobs)):
+        row["seed"] = seed
+        runs.setdefault(label, []).append(row)
     return {
         "recipe": task.recipe,
         "epochs": recipes[jobs[0][0]]["train"]["epochs"],
@@ -402,7 +412,7 @@ def _selected_tasks(args) -> list[str]:
 def run(args) -> dict:
     for key, default in (("mnist", None), ("seeds", None), ("configs", ",".join(CONFIGS)), ("epochs", None),
                          ("in_process", False), ("threads", None), ("tasks", None), ("ranks", "2,4,6,8"),
-                         ("dense_lrs", ""), ("max_run_s", None)):
+                         ("dense_lrs", ""), ("max_run_s", None), ("jobs", 1)):
         if not hasattr(args, key):
             setattr(args, key, default)
     if args.mnist is not None and not os.path.isdir(args.mnist):

@@ -89,3 +89,15 @@ def test_trainer_wall_cap_stops_after_one_step_and_evaluates():
     m = trainer.run()
     assert m["steps"] == 1 and len(m["history"]) == 1
     assert m["history"][0]["step"] == 1 and m["history"][0]["wall_s"] >= 0.0
+
+
+def test_parallel_runs_come_back_in_their_planned_order():
+    """--jobs 2: two spawned processes at a time; every row lands under its own configuration and seed."""
+    args = types.SimpleNamespace(configs="fo-tt,zo-rge-tt", seeds=2, seed=0, epochs=2, quick=False, max_run_s=1e-9,
+                                 threads=1, in_process=False, dense_lrs="", jobs=2)
+    res = tensor_zo.run_task(tensor_zo.DIGITS, args)
+    assert set(res["runs"]) == {"fo-tt", "zo-rge-tt"}
+    for config, rows in res["runs"].items():
+        assert [r["seed"] for r in rows] == [0, 1]
+        assert all(r["steps"] == 1 and r["peak_rss_mb"] > 0 for r in rows)
+    assert res["runs"]["fo-tt"][0]["backward_passes"] == 1 and res["runs"]["zo-rge-tt"][0]["backward_passes"] == 0
