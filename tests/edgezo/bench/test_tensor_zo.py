@@ -97,7 +97,7 @@ def test_parallel_runs_come_back_in_their_planned_order():
                                  threads=1, in_process=False, dense_lrs="", jobs=2)
     res = tensor_zo.run_task(tensor_zo.DIGITS, args)
     assert set(res["runs"]) == {"fo-tt", "zo-rge-tt"}
-    for config, rows in res["runs"].items():
+    for rows in res["runs"].values():
         assert [r["seed"] for r in rows] == [0, 1]
         assert all(r["steps"] == 1 and r["peak_rss_mb"] > 0 for r in rows)
     assert res["runs"]["fo-tt"][0]["backward_passes"] == 1 and res["runs"]["zo-rge-tt"][0]["backward_passes"] == 0
