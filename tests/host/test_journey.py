@@ -5,11 +5,6 @@ train on digits → export (model_inference.onnx) → `edgezo serve model` (a se
 """
 
 import json
-import os
-import socket
-import subprocess
-import sys
-import time
 
 import numpy as np
 import onnxruntime as ort
@@ -25,32 +20,7 @@ pytestmark = [pytest.mark.service, pytest.mark.slow]
 KEY = "journey-key-0001"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_model_server(onnx_path, port):
-    env = dict(os.environ, EDGEZO_MODEL_KEYS=f"{KEY}:200000", OMP_NUM_THREADS="1")
-    proc = subprocess.Popen([sys.executable, "-m", "edgezo", "serve", "model", "--onnx", str(onnx_path),
-                             "--port", str(port), "--log-level", "warning"],
-                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise AssertionError(f"edgezo serve model exited: {proc.stderr.read().decode()}")
-        try:
-            if httpx.get(url + "/healthz", timeout=2).status_code == 200:
-                return proc, url
-        except httpx.TransportError:
-            time.sleep(0.2)
-    proc.kill()
-    raise AssertionError("edgezo serve model did not start in 90 s")
-
-
-def test_train_export_serve_robustify_certify(tmp_path, digits):
+def test_train_export_serve_robustify_certify(tmp_path, digits, serve_process):
     run, art, rob = tmp_path / "run", tmp_path / "art", tmp_path / "rob"
     assert main(["train", "--out", str(run), "--epochs", "3", "--no-progress"]) == 0
     trained = json.loads((run / "metrics.json").read_text())["test_accuracy"]
@@ -60,7 +30,7 @@ def test_train_export_serve_robustify_certify(tmp_path, digits):
     local = session.run(None, {"x": digits.x_test.numpy()})[0].argmax(-1)
     assert float((local == digits.y_test.numpy()).mean()) == pytest.approx(trained, abs=1e-9)
 
-    proc, url = start_model_server(clf, free_port())
+    proc, url = serve_process(["model", "--onnx", str(clf)], {"EDGEZO_MODEL_KEYS": f"{KEY}:200000"})
     try:
         headers = {"X-API-Key": KEY}
         served = httpx.post(f"{url}/v1/predict", json={"inputs": digits.x_test[:64].tolist(), "output": "labels"},

@@ -2,11 +2,7 @@
 a job end to end, cancel, and restart-and-resume after the service process is killed."""
 
 import json
-import os
 import signal
-import socket
-import subprocess
-import sys
 import time
 
 import numpy as np
@@ -175,38 +171,14 @@ def test_running_job_can_be_cancelled(service, model_server):
     assert 0 < done["queries_used"] < done["request"]["query_budget"]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _start_service(tmp_path, port):
-    env = dict(os.environ, EDGEZO_SERVICE_TOKENS=TOKEN, OMP_NUM_THREADS="1")
-    proc = subprocess.Popen([sys.executable, "-m", "edgezo", "serve", "robustify", "--port", str(port),
-                             "--workdir", str(tmp_path / "work"), "--log-level", "warning"],
-                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise AssertionError(f"service exited: {proc.stderr.read().decode()}")
-        try:
-            if httpx.get(url + "/healthz", timeout=2).status_code == 200:
-                return proc, url
-        except httpx.TransportError:
-            time.sleep(0.2)
-    proc.kill()
-    raise AssertionError("service did not start in 90 s")
-
-
 @pytest.mark.slow
-def test_killed_service_resumes_job_after_restart(tmp_path, model_server):
+def test_killed_service_resumes_job_after_restart(tmp_path, model_server, serve_process, free_port):
     """SIGKILL the service process mid-training; a new process on the same job store resumes the job
     from its checkpoint (not from scratch) and completes it."""
     settings = dict(SETTINGS, epochs=12)  # 72 stability steps, a checkpoint every 2
-    port = _free_port()
-    proc, url = _start_service(tmp_path, port)
+    port = free_port()
+    service = (["robustify", "--workdir", str(tmp_path / "work")], {"EDGEZO_SERVICE_TOKENS": TOKEN})
+    proc, url = serve_process(*service, port=port)
     try:
         with _client(url) as c:
             job = c.post("/v1/jobs", json=_job(model_server, settings=settings)).json()
@@ -220,7 +192,7 @@ def test_killed_service_resumes_job_after_restart(tmp_path, model_server):
         proc.send_signal(signal.SIGKILL)
         proc.wait(30)
         assert (tmp_path / "work" / "jobs" / job["id"] / "checkpoint.pt").is_file()
-        proc, url = _start_service(tmp_path, port)
+        proc, url = serve_process(*service, port=port)
         with _client(url) as c:
             done = _wait(c, job["id"], timeout=180)
     finally:
