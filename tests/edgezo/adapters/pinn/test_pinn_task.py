@@ -200,7 +200,8 @@ def test_full_network_recipes_estimate_every_parameter_with_tt_hidden_layers(nam
     phases = phases_of(get_recipe(name))
     covered = sum(row["entries"] for row in phases[0].estimator.describe(trainer.oracle.layout))
     assert covered == trainer.oracle.dim == sum(p.numel() for p in net.parameters())
-    assert [p.estimator.name for p in phases] == ["hybrid", "hybrid"] and phases[1].start_epoch > 0
+    assert all(p.estimator.name == "hybrid" for p in phases)
+    assert len(phases) == {"hjb20": 2, "heat10": 1}[name]  # hjb20 ends with an output-layer polish, heat10 does not
 
 
 @pytest.mark.parametrize("estimator", [None, "fo"])
