@@ -3,13 +3,10 @@
 quotas that stay exact when several processes share one database."""
 
 import json
-import os
-import socket
 import subprocess
 import sys
 import textwrap
 import threading
-import time
 
 import pytest
 import torch
@@ -180,39 +177,18 @@ def test_odd_target_answers_are_clear_and_never_reflected(jobs, fake_target, mod
 
 
 # --- budgets across processes ------------------------------------------------------------------
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _wait_healthy(url: str, proc: subprocess.Popen, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise AssertionError(f"server exited: {proc.stderr.read().decode()[-2000:]}")
-        try:
-            if httpx.get(url + "/healthz", timeout=1).status_code == 200:
-                return
-        except httpx.TransportError:
-            time.sleep(0.1)
-    raise AssertionError(f"{url} did not start")
-
-
-def test_two_model_servers_sharing_a_usage_db_never_exceed_the_budget(onnx_model, tmp_path):
+def test_two_model_servers_sharing_a_usage_db_never_exceed_the_budget(onnx_model, tmp_path, server_steps):
     """2 processes × 4 client threads × 20 one-sample requests against a budget of 37: exactly 37 answered."""
     budget, db = 37, tmp_path / "usage.sqlite"
-    env = {**os.environ, "EDGEZO_MODEL_KEYS": f"{KEY}:{budget}"}
     procs, urls = [], []
     try:
         for _ in range(2):
-            port = _free_port()
-            procs.append(subprocess.Popen([sys.executable, "-m", "edgezo", "serve", "model", "--onnx", str(onnx_model),
-                                           "--usage-db", str(db), "--port", str(port), "--log-level", "warning"],
-                                          env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE))
-            urls.append(f"http://127.0.0.1:{port}")
+            proc, url = server_steps.start(["model", "--onnx", str(onnx_model), "--usage-db", str(db)],
+                                     {"EDGEZO_MODEL_KEYS": f"{KEY}:{budget}"})
+            procs.append(proc)
+            urls.append(url)
         for url, proc in zip(urls, procs):
-            _wait_healthy(url, proc)
+            server_steps.wait(proc, url)
         codes: list[int] = []
         lock = threading.Lock()
 
