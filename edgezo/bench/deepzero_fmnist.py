@@ -127,7 +127,10 @@ def cge_count(size: str, data_dir: str, settings: dict, seed: int) -> int:
 def lr_sweep(data_dir: str, settings: dict, log=print) -> dict:
     """Per method, validation accuracy of each learning rate on the smaller model (seed 0); the best lr.
 
-    The smaller model keeps the sweep's RGE runs cheap (RGE's queries are full forwards)."""
+    The smaller model keeps the sweep's RGE runs cheap (RGE's queries are full forwards). With one
+    learning rate per method (``--quick``) there is nothing to choose and nothing is run."""
+    if all(len(settings["lrs"][m]) == 1 for m in METHODS):
+        return {m: {"best_lr": settings["lrs"][m][0], "runs": []} for m in METHODS}
     validation = validation_set(data_dir, settings)
     size = "cnn-736"
     q = cge_count(size, data_dir, settings, 0)
