@@ -38,7 +38,7 @@ import torch
 from torch import nn
 
 __all__ = ["InferenceExport", "export_inference", "inference_reference", "staged_reference", "fold_batch_norm",
-           "INFERENCE_FILE"]
+           "INFERENCE_FILE", "write_checked_inference"]
 
 INFERENCE_FILE = "model_inference.onnx"
 
@@ -209,3 +209,40 @@ def export_inference(model: nn.Module, example_x: torch.Tensor, *, calibration: 
     info = {"batch_norms_folded": folded, "calibration_samples": int(calibration.shape[0])
             if calibration is not None and folded else 0}
     return InferenceExport(proto, reference, output, tuple(int(d) for d in example_x.shape[1:]), info)
+
+
+def write_checked_inference(out, model: nn.Module, example_x: torch.Tensor, *, check_x: torch.Tensor,
+                            check_y: torch.Tensor | None = None,
+                            calibration: torch.Tensor | None = None) -> dict[str, Any]:
+    """Write ``out / model_inference.onnx`` and check it: ONNX Runtime against the torch reference on ``check_x``.
+
+    Returns the manifest record: interface, ``max_abs_diff_vs_torch`` and, for
+    classifiers (``check_y`` given), the exported model's test accuracy; when
+    batch norms were folded, also the accuracy of the trained network with
+    batch statistics, which is what it computed during training.
+    """
+    import numpy as np
+    import onnxruntime as ort
+
+    from edgezo import io as eio
+
+    exp = export_inference(model, example_x[:2], calibration=calibration)
+    eio.write_bytes(out / INFERENCE_FILE, exp.model_bytes())
+    got = ort.InferenceSession(str(out / INFERENCE_FILE)).run(None, {"x": check_x.numpy()})[0]
+    with torch.no_grad():
+        ref = exp.reference(check_x).numpy()
+    dtype = str(check_x.dtype).replace("torch.", "")
+    record = {"file": INFERENCE_FILE, "kind": "onnx-inference", "output": exp.output_name,
+              "runtime": f"any ONNX runtime: x (batch, {', '.join(map(str, exp.input_shape))}) -> {exp.output_name}",
+              "inputs": [{"name": "x", "shape": ["batch", *exp.input_shape], "dtype": dtype}],
+              "outputs": [{"name": exp.output_name, "shape": ["batch", *got.shape[1:]], "dtype": dtype}],
+              "max_abs_diff_vs_torch": float(np.abs(got - ref).max()), "checked_on": int(check_x.shape[0]),
+              **exp.info}
+    if check_y is not None:
+        y = check_y.numpy()
+        record["test_accuracy"] = float((got.argmax(-1) == y).mean())
+        if exp.info["batch_norms_folded"]:
+            with torch.no_grad():
+                own = model.eval()(check_x).argmax(-1).numpy()
+            record["test_accuracy_batch_statistics"] = float((own == y).mean())
+    return record

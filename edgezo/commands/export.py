@@ -157,37 +157,6 @@ def _task_model(recipe, args, config, batch_size: int) -> dict:
     return task
 
 
-def _write_inference(out: Path, task: dict) -> dict:
-    """``model_inference.onnx`` and its record, checked against the torch reference on held-out inputs."""
-    import numpy as np
-    import onnxruntime as ort
-    import torch
-
-    from .. import io
-    from ..export.inference import INFERENCE_FILE, export_inference
-
-    exp = export_inference(task["model"], task["example"][0][:2], calibration=task["calibration"])
-    io.write_bytes(out / INFERENCE_FILE, exp.model_bytes())
-    x = task["check_x"]
-    got = ort.InferenceSession(str(out / INFERENCE_FILE)).run(None, {"x": x.numpy()})[0]
-    with torch.no_grad():
-        ref = exp.reference(x).numpy()
-    dtype = str(x.dtype).replace("torch.", "")
-    record = {"file": INFERENCE_FILE, "kind": "onnx-inference", "output": exp.output_name,
-              "runtime": f"any ONNX runtime: x (batch, {', '.join(map(str, exp.input_shape))}) -> {exp.output_name}",
-              "inputs": [{"name": "x", "shape": ["batch", *exp.input_shape], "dtype": dtype}],
-              "outputs": [{"name": exp.output_name, "shape": ["batch", *got.shape[1:]], "dtype": dtype}],
-              "max_abs_diff_vs_torch": float(np.abs(got - ref).max()), "checked_on": int(x.shape[0]), **exp.info}
-    if task["check_y"] is not None:
-        y = task["check_y"].numpy()
-        record["test_accuracy"] = float((got.argmax(-1) == y).mean())
-        if exp.info["batch_norms_folded"]:  # the trained network itself normalizes with the test batch's statistics
-            with torch.no_grad():
-                own = task["model"].eval()(x).argmax(-1).numpy()
-            record["test_accuracy_batch_statistics"] = float((own == y).mean())
-    return record
-
-
 def _training_graph(task: dict, groups):
     """The training export (parameters as inputs), or ``(None, reason)`` when the model does not trace."""
     from ..export.onnx import export_onnx
@@ -221,7 +190,10 @@ def cmd_export(args) -> int:
 
     out = out_dir(args.out)
     exported, reason = _training_graph(task, groups)
-    inference = _write_inference(out, task)
+    from ..export.inference import write_checked_inference
+
+    inference = write_checked_inference(out, task["model"], task["example"][0], check_x=task["check_x"],
+                                        check_y=task["check_y"], calibration=task["calibration"])
     files = [{k: inference[k] for k in ("file", "kind", "runtime")}]
     records: list[dict] = []
     tvm_note = None
