@@ -12,7 +12,8 @@ import nothing of each other but :mod:`edgezo.protocol`.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from .registry import Registry
 

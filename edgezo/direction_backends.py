@@ -16,8 +16,31 @@ import numpy as np
 import torch
 
 from . import direction_native
-from .direction_spec import (_C2, _C4, _C6, _C8, _CHI, _CLO, _H_C1, _H_C2, _INT32_MIN, _Q0, _Q1, _Q2, _Q3,
-                             _S1, _S3, _S5, _S7, _SQRT_HALF_BITS, _TWO_M21, _TWO_M22, _keys, _tag, _words)
+from .direction_spec import (
+    _C2,
+    _C4,
+    _C6,
+    _C8,
+    _CHI,
+    _CLO,
+    _H_C1,
+    _H_C2,
+    _INT32_MIN,
+    _Q0,
+    _Q1,
+    _Q2,
+    _Q3,
+    _S1,
+    _S3,
+    _S5,
+    _S7,
+    _SQRT_HALF_BITS,
+    _TWO_M21,
+    _TWO_M22,
+    _keys,
+    _tag,
+    _words,
+)
 
 
 # ---------------------------------------------------------------------------
@@ -96,7 +119,7 @@ class _TorchOps:
 
 # H(c) for the counters of a block does not depend on the seed: steps that perturb the same
 # parameter ranges reuse it. LRU bounded by bytes.
-_HASHED: "OrderedDict[tuple[int, int], np.ndarray]" = OrderedDict()
+_HASHED: OrderedDict[tuple[int, int], np.ndarray] = OrderedDict()
 _HASHED_MAX_BYTES = 1 << 25
 
 

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 
 from .directions import directions
 
-_CACHE: "OrderedDict[tuple, torch.Tensor]" = OrderedDict()
+_CACHE: OrderedDict[tuple, torch.Tensor] = OrderedDict()
 MAX_ENTRIES = 8
 _LOCK = threading.Lock()
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import operator
 import struct
-from typing import Sequence, Union
+from collections.abc import Sequence
 
 import torch
 
@@ -67,7 +67,7 @@ _TWO_M21 = 2.0 ** -21
 _TWO_M22 = 2.0 ** -22
 _INT32_MIN = -(1 << 31)
 
-_SeedsLike = Union[Sequence[int], torch.Tensor, int]
+_SeedsLike = Sequence[int] | torch.Tensor | int
 
 
 # ---------------------------------------------------------------------------

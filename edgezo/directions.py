@@ -68,9 +68,22 @@ import operator
 
 import torch
 
-from .direction_backends import _NumpyOps, _TorchOps, _cos_sin, _generate, _neg2log, _radius  # noqa: F401
-from .direction_spec import (KINDS, SPEC_VERSION, _M32, _U32, _check_kind, _keys, _seed_tensor,  # noqa: F401
-                             _SeedsLike, _words, chain_seeds, hash32, seed_keys, words)
+from .direction_backends import _cos_sin, _generate, _neg2log, _NumpyOps, _radius, _TorchOps  # noqa: F401
+from .direction_spec import (  # noqa: F401
+    _M32,
+    _U32,
+    KINDS,
+    SPEC_VERSION,
+    _check_kind,
+    _keys,
+    _seed_tensor,
+    _SeedsLike,
+    _words,
+    chain_seeds,
+    hash32,
+    seed_keys,
+    words,
+)
 
 __all__ = ["KINDS", "SPEC_VERSION", "hash32", "chain_seeds", "seed_keys", "words", "directions", "direction"]
 

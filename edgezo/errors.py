@@ -13,7 +13,7 @@ base too, so existing ``except ValueError`` code keeps working.
 from __future__ import annotations
 
 import difflib
-from typing import Iterable
+from collections.abc import Iterable
 
 
 class EdgezoError(Exception):

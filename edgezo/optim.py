@@ -12,13 +12,14 @@ not ship:
 
 from __future__ import annotations
 
-from typing import Any, Callable, Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 import torch
 
+from .errors import ConfigError
 from .estimators.base import Estimate
 from .oracle import Oracle
-from .errors import ConfigError
 from .registry import Registry
 
 

@@ -12,7 +12,8 @@ the settings dataclass for robustify); they refuse unknown keys with a
 from __future__ import annotations
 
 import re
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from .errors import ConfigError
 

@@ -25,8 +25,8 @@ from __future__ import annotations
 import binascii
 import math
 import struct
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 from cobs import cobs
 
@@ -194,7 +194,7 @@ class ModelSpec:
         return out
 
     @classmethod
-    def decode(cls, body: bytes) -> "ModelSpec":
+    def decode(cls, body: bytes) -> ModelSpec:
         try:
             loss, max_batch, n = struct.unpack_from("<BHB", body)
             pos, layers = 4, []

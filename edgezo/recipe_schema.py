@@ -14,7 +14,8 @@ expected and what was given, with a "did you mean" for a misspelled key.
 from __future__ import annotations
 
 import inspect
-from typing import Annotated, Any, Callable, ClassVar, Literal
+from collections.abc import Callable
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 

@@ -23,9 +23,11 @@ A minimal classification recipe::
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
+
 from .errors import ConfigError, EdgezoError
 
 try:

@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import importlib
 import importlib.metadata
-from typing import Any, Generic, Iterator, TypeVar
+from collections.abc import Iterator
+from typing import Any, Generic, TypeVar
 
 from .errors import ConfigError
 

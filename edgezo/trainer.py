@@ -18,17 +18,19 @@ import math
 import resource
 import sys
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Protocol, Sequence
+from typing import Any, Protocol
 
 import torch
+
+from edgezo.errors import CheckpointError, EdgezoError
 
 from . import checkpoint
 from .estimators.base import Estimate, Estimator
 from .optim import build_optimizer, seed_sgd_step
 from .oracle import Batch, Oracle
-from edgezo.errors import CheckpointError, EdgezoError
 
 CHECKPOINT_NAME = "checkpoint.pt"
 CHECKPOINT_KIND = "train"

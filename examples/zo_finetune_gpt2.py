@@ -23,10 +23,10 @@ import resource
 import time
 
 import torch
+from edgezo.models import build_model
 
 from edgezo.estimators import RGE
 from edgezo.losses import next_token
-from edgezo.models import build_model
 from edgezo.optim import seed_sgd_step
 from edgezo.oracles.torch_oracle import TorchOracle
 

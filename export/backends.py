@@ -13,7 +13,8 @@ entry points, so the engine never imports this module.
 from __future__ import annotations
 
 import copy
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import torch
 

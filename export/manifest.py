@@ -10,13 +10,14 @@ runtime each one needs, and the memory estimate for the target.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from edgezo import __version__, io
+from edgezo.errors import ConfigError, MissingFile
 
 from .onnx import OnnxExport
-from edgezo.errors import ConfigError, MissingFile
 
 __all__ = ["MANIFEST_NAME", "MANIFEST_FORMAT", "build_manifest", "inference_manifest", "write_manifest",
            "read_manifest"]

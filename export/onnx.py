@@ -36,17 +36,18 @@ import io
 import keyword
 import re
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
+from edgezo.models.protocols import StackedForward
 from torch import nn
 
-from edgezo.models.protocols import StackedForward
-from edgezo.params import GroupSpec, ParamLayout, ParamSpace
 from edgezo.errors import ConfigError
+from edgezo.params import GroupSpec, ParamLayout, ParamSpace
 
 __all__ = ["OnnxExport", "export_onnx", "c_identifier", "LOSSES", "DATA_INPUTS", "OUTPUTS", "DEFAULT_OPSET",
            "load_onnx"]

@@ -18,8 +18,9 @@ values agrees (digits' 64 features feed a ``(1, 8, 8)`` CNN input).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 

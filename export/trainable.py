@@ -26,8 +26,9 @@ from __future__ import annotations
 import fnmatch
 import io
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 

@@ -27,8 +27,9 @@ import os
 import re
 import shutil
 import subprocess
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from edgezo import io
 from edgezo.extras import TVM_INSTALL_HINT, import_tvm, tvm_available

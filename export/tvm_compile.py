@@ -15,7 +15,8 @@ cached by the hash of the ONNX bytes). :class:`HostCompiler` is what
 from __future__ import annotations
 
 import hashlib
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from edgezo.extras import import_tvm
 

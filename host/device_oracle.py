@@ -37,11 +37,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from edgezo.oracle import Counters, Oracle, OracleError, SeedQueries, SeedUpdate, batch_size_of
+from edgezo import protocol as P
 from edgezo.errors import ConfigError
+from edgezo.oracle import Counters, Oracle, OracleError, SeedQueries, SeedUpdate, batch_size_of
 from edgezo.params import ParamSpace
 
-from edgezo import protocol as P
 from .link import DeviceLink, DeviceReset
 
 __all__ = ["DeviceOracle", "model_spec", "device_param_order", "device_factory", "check_device_recipe"]

@@ -20,6 +20,7 @@ from __future__ import annotations
 import random
 
 from edgezo import protocol as P
+
 from .link import DeviceLink
 
 __all__ = ["FaultyPort", "faulty_link"]

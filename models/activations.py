@@ -6,7 +6,7 @@ to one of the same shape, so stacked forwards use the same functions.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch import Tensor

@@ -49,7 +49,7 @@ pooling and a linear classifier. At 32×32×3 input and width 18 the depths
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 from torch import Tensor, nn
 

@@ -27,14 +27,13 @@ perturbed corrector drives its own trajectory.
 
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from .activations import get_activation
-
 
 
 class PeriodicCorrector(nn.Module):

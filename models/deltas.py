@@ -50,7 +50,7 @@ class CoordDelta:
         """(row, column) of each index in the base viewed as (rows, ``inner``)."""
         return self.index // inner, self.index % inner
 
-    def take(self, n: int) -> "CoordDelta":
+    def take(self, n: int) -> CoordDelta:
         """The first ``n`` copies."""
         return CoordDelta(self.base, self.index[:n], self.values[:n])
 
@@ -91,7 +91,7 @@ class ChannelDelta:
         """``values − base[:, channel]`` (B, q, ...)."""
         return self.values - self.base[:, self.channel]
 
-    def map(self, fn) -> "ChannelDelta":
+    def map(self, fn) -> ChannelDelta:
         """Apply a channel-wise op to the base and to the changed channels."""
         return ChannelDelta(fn(self.base), self.channel, fn(self.values))
 

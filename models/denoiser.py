@@ -17,7 +17,7 @@ autoencoder (one stride-2 stage).
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import nn

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import torch
 from torch import nn
 
 from .activations import get_activation, get_activation_
-
 
 
 class MLP(nn.Module):

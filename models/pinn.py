@@ -37,7 +37,8 @@ of 2.2e-3 at scale 1, 2.0e-4 at 0.25 and 1.6e-4 at 0.1 (seed 0).
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import torch
 from torch import nn

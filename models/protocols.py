@@ -7,7 +7,8 @@ method qualifies (no base class needed).
 
 from __future__ import annotations
 
-from typing import Mapping, Protocol, runtime_checkable
+from collections.abc import Mapping
+from typing import Protocol, runtime_checkable
 
 from torch import Tensor
 

@@ -10,7 +10,7 @@ Results equal a plain forward of each perturbed copy up to rounding
 
 from __future__ import annotations
 
-from typing import Mapping
+from collections.abc import Mapping
 
 import torch
 import torch.nn.functional as F

@@ -10,7 +10,8 @@ Each ``<x>_factory(recipe)`` returns an oracle factory building a
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import torch
 

@@ -27,8 +27,8 @@ import argparse
 import math
 import random
 import struct
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Callable, Iterator
 
 from edgezo import protocol as P
 

@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import copy
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -183,7 +184,7 @@ class BudgetError(EdgezoError, ValueError):
         self.breakdown = breakdown
 
 
-def _compute_units(model: "torch.nn.Module") -> list["torch.nn.Module"]:
+def _compute_units(model: torch.nn.Module) -> list[torch.nn.Module]:
     """Modules that produce activations: leaves, or modules with dense_weight()."""
     units = []
 
@@ -199,7 +200,7 @@ def _compute_units(model: "torch.nn.Module") -> list["torch.nn.Module"]:
     return units
 
 
-def _record(model: "torch.nn.Module", hook: Any, run: Any) -> None:
+def _record(model: torch.nn.Module, hook: Any, run: Any) -> None:
     import torch
 
     handles = [u.register_forward_hook(hook) for u in _compute_units(model)]
@@ -211,7 +212,7 @@ def _record(model: "torch.nn.Module", hook: Any, run: Any) -> None:
             h.remove()
 
 
-def _activation_numels(model: "torch.nn.Module", input_shape: Sequence[int], batch_size: int) -> list[int]:
+def _activation_numels(model: torch.nn.Module, input_shape: Sequence[int], batch_size: int) -> list[int]:
     """Element counts of the activations a forward produces, in execution order.
 
     Outputs of parameter-free elementwise / view modules (ReLU, Tanh, Flatten
@@ -308,7 +309,7 @@ def _check_step(estimator: str, optimizer: str, batch_size: int, q: int) -> None
 
 
 def memory_breakdown(
-    model: "torch.nn.Module",
+    model: torch.nn.Module,
     profile: ProfileLike,
     *,
     input_shape: Sequence[int] | int,
@@ -389,7 +390,7 @@ def memory_breakdown(
     )
 
 
-def check_fits(model: "torch.nn.Module", profile: ProfileLike, **kwargs: Any) -> MemoryBreakdown:
+def check_fits(model: torch.nn.Module, profile: ProfileLike, **kwargs: Any) -> MemoryBreakdown:
     """:func:`memory_breakdown`, raising :class:`BudgetError` when it does not fit.
 
     The error message holds the table and the suggestions; the breakdown is

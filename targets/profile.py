@@ -40,9 +40,10 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping, Union
+from typing import TYPE_CHECKING, Any, Union
 
 from edgezo.errors import ConfigError
 
@@ -104,7 +105,7 @@ class NumberFormat:
         return -(2 ** (self.bits - 1))
 
     @property
-    def torch_dtype(self) -> "torch.dtype":
+    def torch_dtype(self) -> torch.dtype:
         import torch
 
         return {
@@ -306,7 +307,7 @@ class TargetProfile:
         return d
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any], *, source: str | None = None) -> "TargetProfile":
+    def from_dict(cls, data: Mapping[str, Any], *, source: str | None = None) -> TargetProfile:
         """Build a profile from the nested TOML mapping; errors name ``source``."""
         where = source or "<profile>"
 

@@ -34,6 +34,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+
 from edgezo.errors import ConfigError, EdgezoError
 
 __all__ = ["FIRMWARE_DIR", "missing", "build", "FirmwareDevice", "elf_size", "main"]
@@ -68,7 +69,7 @@ def missing(kind: str) -> str | None:
     return f"firmware {kind} needs {', '.join(gone)} (not on PATH): {hint}"
 
 
-def open_firmware(kind: str, profile: str = "cortex-m4-256k") -> "FirmwareDevice":
+def open_firmware(kind: str, profile: str = "cortex-m4-256k") -> FirmwareDevice:
     """The ``edgezo.devices`` opener of the C firmware (``host``: gcc build; ``qemu``: Cortex-M4 under QEMU)."""
     from edgezo.devices import DeviceUnavailable
 
@@ -81,17 +82,17 @@ def open_firmware(kind: str, profile: str = "cortex-m4-256k") -> "FirmwareDevice
     return FirmwareDevice(kind)
 
 
-def open_host(profile: str = "cortex-m4-256k") -> "FirmwareDevice":
+def open_host(profile: str = "cortex-m4-256k") -> FirmwareDevice:
     """``edgezo.devices`` entry ``host``: the firmware built for this machine with gcc."""
     return open_firmware("host", profile)
 
 
-def open_rtl(profile: str = "fpga-int8") -> "FirmwareDevice":
+def open_rtl(profile: str = "fpga-int8") -> FirmwareDevice:
     """``edgezo.devices`` entry ``rtl``: the protocol code driving the Verilator model of targets/rtl."""
     return open_firmware("rtl", profile)
 
 
-def open_qemu(profile: str = "cortex-m4-256k") -> "FirmwareDevice":
+def open_qemu(profile: str = "cortex-m4-256k") -> FirmwareDevice:
     """``edgezo.devices`` entry ``qemu``: the firmware on a Cortex-M4 under qemu-system-arm."""
     return open_firmware("qemu", profile)
 

@@ -33,8 +33,8 @@ import zlib
 
 import numpy as np
 
-from edgezo.directions import directions
 from edgezo import protocol as P
+from edgezo.directions import directions
 from edgezo.errors import DeviceError
 
 from .profile import load_profile

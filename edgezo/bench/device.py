@@ -37,7 +37,6 @@ import time
 import numpy as np
 import torch
 
-
 CONTROL = ("evaluate", "update", "evaluate_chain", "update_last")
 BATCH = ("load_batch", "load_batch_u8")
 

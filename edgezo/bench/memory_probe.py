@@ -22,8 +22,8 @@ from pathlib import Path
 import torch
 
 from ..estimators import RGE
-from ..models import causal_lm  # imported (with transformers) before the baseline resident set is read
 from ..losses import next_token
+from ..models import causal_lm  # imported (with transformers) before the baseline resident set is read
 from ..optim import seed_sgd_step
 from ..oracles.torch_oracle import TorchOracle
 from .mezo import mezo_step

@@ -66,7 +66,6 @@ from ..adapters.pinn.task import build_pinn_model, test_points
 from ..recipes import Recipe, RecipeError, apply_overrides, get_recipe, recipes
 from .pinn_runs import equal_wall, set_threads, train_curve, variant
 
-
 # (a) derivative study and (b) training sizes; ``steps=None`` means the recipe's own step count
 SIZES = {
     "quick": {"points": 20, "levels": (2, 3, 4), "mc_pairs": (16, 64, 256, 1024, 4096), "mc_seeds": 3, "steps": 12,

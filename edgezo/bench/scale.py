@@ -92,12 +92,11 @@ def _worker(rank: int, init: str, inbox, outbox, spec: dict) -> None:
 
     import torch.distributed as dist
 
+    from ..distributed import init_process_group
     from ..losses import cross_entropy
     from ..oracle import SeedQueries
     from ..oracles.distributed import DistributedOracle, parameter_checksum
     from ..oracles.torch_oracle import TorchOracle
-
-    from ..distributed import init_process_group
 
     torch.set_num_threads(1)
     init_process_group("gloo", init_method=init, rank=rank, world_size=WORLD)

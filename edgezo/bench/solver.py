@@ -44,6 +44,7 @@ from dataclasses import asdict
 
 import numpy as np
 import torch
+
 from edgezo.errors import ConfigError
 
 RECIPE = "burgers-correction"

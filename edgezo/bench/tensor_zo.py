@@ -59,6 +59,7 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from multiprocessing import get_context
 from typing import Any
+
 from edgezo.errors import ConfigError
 
 CONFIGS = ("fo-dense", "fo-tt", "zo-rge-dense", "zo-rge-tt", "zo-hybrid-tt")

@@ -30,7 +30,7 @@ from __future__ import annotations
 import math
 import string
 import time
-from typing import Callable
+from collections.abc import Callable
 
 DEFAULT_LAYERS = {
     "784x256 r4": ([4, 7, 7, 4], [4, 4, 4, 4], 4),

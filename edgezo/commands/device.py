@@ -17,6 +17,7 @@ from __future__ import annotations
 import sys
 import time
 from pathlib import Path
+
 from edgezo.io import out_dir
 
 
@@ -50,8 +51,8 @@ def register(subparsers) -> None:
 
 def cmd_sim(args) -> int:
     if args.firmware:
-        from . import CLIError
         from ..targets import qemu
+        from . import CLIError
 
         reason = qemu.missing(args.firmware)
         if reason:
@@ -65,9 +66,9 @@ def cmd_sim(args) -> int:
 
 
 def cmd_train(args) -> int:
-    from . import CLIError
     from ..overrides import parse_set
     from ..recipes import apply_overrides, get_recipe
+    from . import CLIError
 
     if sum(map(bool, (args.port, args.sim, args.firmware))) != 1:
         raise CLIError("give exactly one of --port URL (a device or `edgezo device sim`), --sim PROFILE or "
@@ -98,11 +99,11 @@ def cmd_train(args) -> int:
 def _train_on_device(args, recipe):
     """Start or open the device, train the recipe on it, write metrics.json; closes what it opened."""
     from .. import io
-    from . import CLIError
     from ..host.device_oracle import device_factory
-    from ..targets.rtl.reference import device_predictor
     from ..host.link import DeviceLink
     from ..recipes import build_trainer
+    from ..targets.rtl.reference import device_predictor
+    from . import CLIError
 
     sim = link = None
     if args.firmware:

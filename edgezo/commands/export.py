@@ -171,9 +171,9 @@ def cmd_export(args) -> int:
     from .. import io
     from ..export.manifest import build_manifest, inference_manifest, write_manifest
     from ..export.parameters import write_parameters
-    from ..export.tvm import readme_text, tvm_available, write_tvm_artifacts, TVM_INSTALL_HINT
-    from ..params import ParamSpace
+    from ..export.tvm import TVM_INSTALL_HINT, readme_text, tvm_available, write_tvm_artifacts
     from ..overrides import parse_set
+    from ..params import ParamSpace
     from ..recipes import DEFAULT_RECIPE, apply_overrides, get_recipe, train_config
     from ..targets.profile import load_profile
 

@@ -16,6 +16,7 @@ import signal
 import sys
 import threading
 import time
+
 from ..errors import ConfigError
 from ..io import out_dir
 from ..overrides import parse_set

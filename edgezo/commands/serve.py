@@ -14,6 +14,7 @@ Both services bind 127.0.0.1 unless ``--host`` says otherwise.
 from __future__ import annotations
 
 import importlib.util
+
 from edgezo.errors import ConfigError, MissingDependency
 
 

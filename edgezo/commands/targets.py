@@ -46,8 +46,8 @@ def cmd_targets(args) -> int:
         from ..data import load_dataset
         from ..models import build_model
         from ..recipes import get_recipe, train_config
-        from .export import memory_check
         from ..targets.memory import BudgetError
+        from .export import memory_check
 
         recipe = get_recipe(args.recipe)
         config = train_config(recipe)

@@ -11,7 +11,8 @@ Other modules add estimators with :func:`register` (e.g. ``hybrid``).
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from ..errors import ConfigError
 from ..registry import Registry

@@ -11,13 +11,13 @@ beats RGE for training from scratch once S is affordable.
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 
+from ..errors import OutOfRange
 from ..oracle import Batch, CoordQueries, Oracle
 from .base import Estimate, Estimator
-from ..errors import OutOfRange
 
 DIFFERENCES = ("forward", "central")
 

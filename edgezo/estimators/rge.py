@@ -29,7 +29,7 @@ per step (docs/protocol.md, evaluate-chain). The default (independent
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 

@@ -12,7 +12,8 @@ them (docs/architecture.md).
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from ..oracle import OracleError
 from ..registry import Registry

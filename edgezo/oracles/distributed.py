@@ -61,8 +61,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-from ..oracle import Batch, CoordQueries, Counters, Oracle, OracleError, Queries, SeedQueries, SeedUpdate
-from ..oracle import batch_size_of
+from ..oracle import Batch, CoordQueries, Counters, Oracle, OracleError, Queries, SeedQueries, SeedUpdate, batch_size_of
 
 LOSS_BYTES = 8  # float64 per query
 CHECKSUM_BYTES = 16  # (crc32, Σθ) as two float64

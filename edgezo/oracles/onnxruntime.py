@@ -26,15 +26,17 @@ from __future__ import annotations
 
 import abc
 import time
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 import torch
 
+from edgezo.errors import ConfigError, MissingDependency
+
 from ..direction_cache import cached_directions
 from ..oracle import Batch, CoordQueries, Counters, Oracle, OracleError, Queries, SeedQueries, SeedUpdate
 from ..params import ParamLayout
-from edgezo.errors import ConfigError, MissingDependency
 
 __all__ = ["GraphOracle", "ORTOracle"]
 

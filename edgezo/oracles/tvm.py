@@ -16,7 +16,8 @@ ImportError that says ``pip install edgezo[tvm]``.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import numpy as np
 import torch

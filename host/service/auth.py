@@ -26,6 +26,7 @@ import hmac
 import os
 from dataclasses import dataclass
 from pathlib import Path
+
 from edgezo.errors import ConfigError, MissingFile
 
 MODEL_KEYS_ENV = "EDGEZO_MODEL_KEYS"

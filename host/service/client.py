@@ -12,14 +12,14 @@ from __future__ import annotations
 
 import base64
 import time
-from typing import Annotated, Any, Sequence
+from collections.abc import Sequence
+from typing import Annotated, Any
 
 import httpx
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from edgezo.adapters.robustify.blackbox import BlackBox, BlackBoxError, QueryBudgetExceeded
-
 
 Dim = Annotated[int, Field(ge=1, le=2**20)]
 

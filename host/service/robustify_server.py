@@ -22,8 +22,9 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated, Any, Literal, Sequence
+from typing import Annotated, Any, Literal
 
 from fastapi import Depends, FastAPI, HTTPException, Security, status
 from fastapi.responses import FileResponse
@@ -39,7 +40,6 @@ from .client import HttpBlackBox
 from .jobs import FINAL, JobStore
 from .validation import LOOPBACK, SQLITE_INT_MAX, host_allowed, install_error_handlers, target_host
 from .worker import ARTIFACTS, JobWorker, resolve_data
-
 
 _STRICT = ConfigDict(extra="forbid", allow_inf_nan=False)
 Size = Annotated[int, Field(ge=1, le=10_000_000)]

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import ipaddress
 import math
-from typing import Annotated, Iterable
+from collections.abc import Iterable
+from typing import Annotated
 from urllib.parse import urlsplit
 
 from fastapi import FastAPI, Request

@@ -18,11 +18,11 @@ from pathlib import Path
 
 from edgezo.adapters.robustify import BlackBoxError, Interrupted, QueryBudgetExceeded, Robustifier, RobustifyConfig
 from edgezo.data import DataError, load_dataset
+from edgezo.errors import ConfigError
 
 from .client import HttpBlackBox
 from .jobs import JobStore
 from .validation import LOOPBACK, host_allowed, target_host
-from edgezo.errors import ConfigError
 
 log = logging.getLogger("edgezo.service")
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import numbers
-from typing import Sequence, Union
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor
@@ -48,7 +48,7 @@ def max_tt_ranks(out_modes: Sequence[int], in_modes: Sequence[int]) -> tuple[int
 
 
 def tt_ranks(
-    ranks: Union[int, Sequence[int]], out_modes: Sequence[int], in_modes: Sequence[int]
+    ranks: int | Sequence[int], out_modes: Sequence[int], in_modes: Sequence[int]
 ) -> tuple[int, ...]:
     """Full rank vector (1, r_1, ..., r_{K-1}, 1).
 
@@ -128,7 +128,7 @@ def tt_svd(
     matrix: Tensor,
     out_modes: Sequence[int],
     in_modes: Sequence[int],
-    ranks: Union[int, Sequence[int]],
+    ranks: int | Sequence[int],
 ) -> list[Tensor]:
     """TT-SVD (Oseledets 2011, Alg. 1) of a dense ``matrix`` (M×N) into TTM cores.
 

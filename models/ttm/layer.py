@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import Sequence, Union
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor, nn
@@ -113,7 +113,7 @@ class TTLinear(nn.Module):
         self,
         in_modes: Sequence[int],
         out_modes: Sequence[int],
-        ranks: Union[int, Sequence[int]],
+        ranks: int | Sequence[int],
         bias: bool = True,
         *,
         mode: str = "auto",
@@ -247,10 +247,10 @@ class TTLinear(nn.Module):
         linear: nn.Linear,
         in_modes: Sequence[int],
         out_modes: Sequence[int],
-        ranks: Union[int, Sequence[int]],
+        ranks: int | Sequence[int],
         *,
         mode: str = "auto",
-    ) -> "TTLinear":
+    ) -> TTLinear:
         """Compress a (trained) ``nn.Linear`` by TT-SVD (:func:`tt_svd`); copies the bias.
 
         The result has the dtype and device of ``linear.weight``. At the maximal

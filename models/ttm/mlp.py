@@ -5,7 +5,7 @@ See docs/methods/tensor-train-zo.md.
 
 from __future__ import annotations
 
-from typing import Callable, Mapping, Sequence, Union
+from collections.abc import Callable, Mapping, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -14,7 +14,7 @@ from ..activations import get_activation
 from .decomposition import factorize
 from .layer import TTLinear, _stacked_matmul
 
-LayerSpec = Union[tuple[Sequence[int], Sequence[int], Union[int, Sequence[int]]], tuple[int, int]]
+LayerSpec = tuple[Sequence[int], Sequence[int], int | Sequence[int]] | tuple[int, int]
 
 
 class TTMLP(nn.Module):
@@ -36,7 +36,7 @@ class TTMLP(nn.Module):
     def __init__(
         self,
         layer_specs: Sequence[LayerSpec],
-        activation: Union[str, Callable[[Tensor], Tensor]] = "relu",
+        activation: str | Callable[[Tensor], Tensor] = "relu",
         *,
         final_dense: int | None = None,
         bias: bool = True,
@@ -94,7 +94,7 @@ class TTMLP(nn.Module):
         num_cores: int = 4,
         dense_last: bool = True,
         **kwargs,
-    ) -> "TTMLP":
+    ) -> TTMLP:
         """Build from layer widths, e.g. ``[784, 256, 10]``: every layer a TTLinear with
         ``factorize(size, num_cores)`` modes (the last one dense when ``dense_last``)."""
         if len(sizes) < 2:

@@ -19,7 +19,7 @@ per layer, and ``t ← clamp(t + delta · z, -2^15, 2^15 - 1)``.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch

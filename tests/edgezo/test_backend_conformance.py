@@ -24,17 +24,17 @@ have a case here.
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 import pytest
 import torch
+from edgezo.models import MLP
 
 from edgezo.directions import directions
 from edgezo.extras import tvm_available
 from edgezo.losses import cross_entropy
-from edgezo.models import MLP
 from edgezo.oracle import CoordQueries, Oracle, SeedQueries, SeedUpdate
 from edgezo.oracles.backends import BACKENDS, oracle_factory
 from edgezo.params import ParamSpace
@@ -103,6 +103,7 @@ def _simulated_case(profile: str):
 
 def _staged_case():
     from edgezo.models.cnn import CNN
+
     from edgezo.oracles.staged import StagedOracle
 
     torch.manual_seed(0)
@@ -115,10 +116,11 @@ def _staged_case():
 
 
 def _solver_case():
+    from edgezo.models.corrector import PeriodicCorrector
+
     from edgezo.adapters.solver.burgers import BurgersSolver, TorchBurgers, random_initial_conditions
     from edgezo.adapters.solver.loop import SolverInTheLoop, rollout_error
     from edgezo.adapters.solver.oracle import SolverOracle
-    from edgezo.models.corrector import PeriodicCorrector
 
     torch.manual_seed(0)
     corrector = PeriodicCorrector((4,), 3).double()
@@ -142,6 +144,7 @@ def _solver_case():
 
 def _fleet_case():
     from edgezo.host.fleet import FleetOracle
+
     from edgezo.oracles.torch_oracle import TorchOracle
 
     torch.manual_seed(0)

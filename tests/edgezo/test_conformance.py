@@ -19,8 +19,8 @@ import numpy as np
 import pytest
 import torch
 
-from edgezo.oracles.backends import oracle_factory
 from edgezo.data import load_digits
+from edgezo.oracles.backends import oracle_factory
 from edgezo.oracles.tvm import tvm_available
 from edgezo.recipes import DEFAULT_RECIPE, apply_overrides, build_trainer, get_recipe, make_oracle, phases_of
 
@@ -40,8 +40,9 @@ def cosine(a, b):
 
 @pytest.fixture(scope="module")
 def setup():
-    from edgezo.losses import cross_entropy
     from edgezo.models import build_model
+
+    from edgezo.losses import cross_entropy
 
     recipe = get_recipe(DEFAULT_RECIPE)
     data = load_digits()

@@ -7,14 +7,15 @@ from edgezo.cli import main
 
 
 def test_user_errors_share_one_base():
-    from edgezo.adapters.robustify.blackbox import BlackBoxError, QueryBudgetExceeded
-    from edgezo.data import DataError
     from edgezo.host.link import DeviceReset, LinkError
-    from edgezo.protocol import FrameError
-    from edgezo.oracle import OracleError
-    from edgezo.recipes import RecipeError
     from edgezo.targets.memory import BudgetError
     from edgezo.targets.qemu import FirmwareError
+
+    from edgezo.adapters.robustify.blackbox import BlackBoxError, QueryBudgetExceeded
+    from edgezo.data import DataError
+    from edgezo.oracle import OracleError
+    from edgezo.protocol import FrameError
+    from edgezo.recipes import RecipeError
     from edgezo.trainer import ResumeError, TrainingDiverged
 
     for cls in (BlackBoxError, QueryBudgetExceeded, DataError, DeviceReset, LinkError, FrameError,

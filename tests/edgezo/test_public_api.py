@@ -30,7 +30,7 @@ def test_unknown_names_raise_attribute_error():
 
 
 def test_quick_start_names_train_a_step():
-    from edgezo import RGE, MLP, TorchOracle, cross_entropy, load_digits
+    from edgezo import MLP, RGE, TorchOracle, cross_entropy, load_digits
 
     data = load_digits()
     oracle = TorchOracle(MLP([64, 8, 10]), cross_entropy)

@@ -1,12 +1,19 @@
 import pytest
 import torch
-
-from edgezo.estimators import RGE, CGE, FirstOrder
-from edgezo.losses import cross_entropy
 from edgezo.models import MLP
+
+from edgezo.estimators import CGE, RGE, FirstOrder
+from edgezo.losses import cross_entropy
 from edgezo.oracles.torch_oracle import TorchOracle
-from edgezo.trainer import DatasetBatches, Phase, TrainConfig, Trainer, TrainingDiverged, ResumeError, \
-    classification_evaluator
+from edgezo.trainer import (
+    DatasetBatches,
+    Phase,
+    ResumeError,
+    TrainConfig,
+    Trainer,
+    TrainingDiverged,
+    classification_evaluator,
+)
 
 
 def make_trainer(digits, out_dir=None, *, estimator=None, optimizer=None, epochs=2, phases=None, batches=None,

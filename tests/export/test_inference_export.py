@@ -6,10 +6,10 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 import torch
-
-from edgezo.cli import main
 from edgezo.export.inference import export_inference, fold_batch_norm, staged_reference
 from edgezo.models.resnet import resnet20
+
+from edgezo.cli import main
 from edgezo.params import ParamSpace
 from edgezo.recipes import get_recipe
 

@@ -9,12 +9,11 @@ import onnxruntime as ort
 import pytest
 import torch
 import torch.nn.functional as F
-from torch import nn
-from torch.func import functional_call
-
 from edgezo.export.manifest import build_manifest, read_manifest, write_manifest
 from edgezo.export.onnx import c_identifier, export_onnx
 from edgezo.models import MLP
+from torch import nn
+from torch.func import functional_call
 
 ATOL, RTOL = 1e-5, 1e-5
 

@@ -7,9 +7,9 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 import torch
+from edgezo.export.onnx_model import build_onnx_trainer, train_onnx
 from torch import nn
 
-from edgezo.export.onnx_model import build_onnx_trainer, train_onnx
 from edgezo.cli import main
 from edgezo.recipes import apply_overrides, get_recipe
 

@@ -8,9 +8,8 @@ import onnx
 import onnxruntime as ort
 import pytest
 import torch
-from torch import nn
-
 from edgezo.export.trainable import default_trainable, make_trainable, write_trained
+from torch import nn
 
 
 class SmallCNN(nn.Module):

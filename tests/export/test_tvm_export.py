@@ -7,9 +7,9 @@ import sys
 
 import pytest
 import torch
+from edgezo.export.manifest import read_manifest
 
 from edgezo.cli import main
-from edgezo.export.manifest import read_manifest
 from edgezo.oracles.tvm import tvm_available
 
 needs_tvm = pytest.mark.skipif(not tvm_available(), reason="Apache TVM is not installed (pip install edgezo[tvm])")

@@ -22,12 +22,12 @@ import tempfile
 from pathlib import Path
 
 import torch
-from fastapi.testclient import TestClient
-
-from edgezo.adapters.robustify.onnx_export import export_module
 from edgezo.host.service.auth import Credential
 from edgezo.host.service.model_server import create_model_app
 from edgezo.host.service.robustify_server import create_robustify_app
+from fastapi.testclient import TestClient
+
+from edgezo.adapters.robustify.onnx_export import export_module
 
 EXTREMES = [float("nan"), float("inf"), -float("inf"), 2**63, 2**64, -2**63 - 1, 10**400, -1, 0, 1.5, "", "x" * 5000,
             None, True, [], {}, [[]], [1] * 50, {"a": 1}, "NaN", 1e308, -1e-320]

@@ -10,18 +10,18 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from edgezo.host.device_oracle import DeviceOracle
+from edgezo.host.link import DeviceError, DeviceLink
+from edgezo.models.ttm import TTMLP
+from edgezo.targets.sim import SimulatorThread
 
+from edgezo import protocol as P
 from edgezo.data import load_digits
 from edgezo.directions import chain_seeds
 from edgezo.estimators.rge import RGE
-from edgezo import protocol as P
-from edgezo.host.device_oracle import DeviceOracle
-from edgezo.host.link import DeviceError, DeviceLink
 from edgezo.losses import cross_entropy
-from edgezo.models.ttm import TTMLP
-from edgezo.oracle import SeedQueries, SeedUpdate
 from edgezo.optim import seed_sgd_step
-from edgezo.targets.sim import SimulatorThread
+from edgezo.oracle import SeedQueries, SeedUpdate
 
 DIGITS_TT = [[[4, 4, 4], [8, 8, 8], 4], [[8, 8, 8], [1, 5, 2], 3]]
 

@@ -9,15 +9,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-
-from edgezo.estimators.rge import RGE
 from edgezo.host.device_oracle import DeviceOracle
 from edgezo.host.faults import faulty_link
 from edgezo.host.link import DeviceLink
-from edgezo.losses import cross_entropy
 from edgezo.models.ttm import TTMLP
-from edgezo.optim import seed_sgd_step
 from edgezo.targets.sim import SimulatorThread
+
+from edgezo.estimators.rge import RGE
+from edgezo.losses import cross_entropy
+from edgezo.optim import seed_sgd_step
 
 
 def _train(link_factory, steps=10, frame_bytes=64, seed_chain=True):

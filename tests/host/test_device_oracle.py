@@ -6,16 +6,16 @@ import copy
 
 import pytest
 import torch
-
-from edgezo import protocol as P
 from edgezo.host.device_oracle import DeviceOracle
 from edgezo.host.link import DeviceError
-from edgezo.losses import cross_entropy
 from edgezo.models.mlp import MLP
 from edgezo.models.ttm import TTMLP
+from edgezo.targets.sim import SimulatorThread
+
+from edgezo import protocol as P
+from edgezo.losses import cross_entropy
 from edgezo.oracle import CoordQueries, OracleError, SeedQueries, SeedUpdate
 from edgezo.oracles.torch_oracle import TorchOracle
-from edgezo.targets.sim import SimulatorThread
 
 
 def _models():

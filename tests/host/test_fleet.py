@@ -11,14 +11,14 @@ import threading
 
 import pytest
 import torch
+from edgezo.host.fleet import FleetError, FleetOracle
+from edgezo.models import MLP
 
 from edgezo.estimators import RGE
 from edgezo.losses import cross_entropy
-from edgezo.models import MLP
 from edgezo.oracle import CoordQueries, OracleError, SeedQueries
 from edgezo.oracles.torch_oracle import TorchOracle
 from edgezo.trainer import DatasetBatches, Phase, TrainConfig, Trainer
-from edgezo.host.fleet import FleetError, FleetOracle
 
 
 class Flaky(TorchOracle):
@@ -162,8 +162,9 @@ def test_training_through_a_failing_fleet_matches_one_oracle(model_and_batch, op
 def test_fleet_of_simulated_devices_survives_a_device_that_dies():
     """Three device simulators share each step; one dies at step 3. The run ends bit-identical to one device."""
     device_oracle = pytest.importorskip("edgezo.host.device_oracle", reason="the device link is not in this checkout")
-    from edgezo.optim import seed_sgd_step
     from edgezo.targets.sim import SimulatorThread
+
+    from edgezo.optim import seed_sgd_step
 
     torch.manual_seed(0)
     model = MLP([12, 8, 4])

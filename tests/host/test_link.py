@@ -6,10 +6,10 @@ import binascii
 
 import pytest
 from cobs import cobs
-
-from edgezo import protocol as P
 from edgezo.host.link import DeviceError, DeviceLink, LinkError
 from edgezo.targets.sim import SimulatorThread
+
+from edgezo import protocol as P
 
 
 def test_frame_roundtrip_and_no_zero_bytes():

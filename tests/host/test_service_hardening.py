@@ -14,15 +14,15 @@ import torch
 pytest.importorskip("fastapi")
 httpx = pytest.importorskip("httpx")
 
+from edgezo.host.service.auth import Credential  # noqa: E402
+from edgezo.host.service.model_server import create_model_app  # noqa: E402
+from edgezo.host.service.robustify_server import create_robustify_app  # noqa: E402
+from edgezo.host.service.runner import ServerThread  # noqa: E402
 from fastapi import FastAPI  # noqa: E402
 from fastapi.responses import JSONResponse, PlainTextResponse  # noqa: E402
 from fastapi.testclient import TestClient  # noqa: E402
 
 from edgezo.adapters.robustify.onnx_export import export_module  # noqa: E402
-from edgezo.host.service.auth import Credential  # noqa: E402
-from edgezo.host.service.model_server import create_model_app  # noqa: E402
-from edgezo.host.service.robustify_server import create_robustify_app  # noqa: E402
-from edgezo.host.service.runner import ServerThread  # noqa: E402
 
 pytestmark = pytest.mark.service
 

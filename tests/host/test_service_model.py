@@ -9,12 +9,13 @@ import torch
 pytest.importorskip("fastapi")
 httpx = pytest.importorskip("httpx")
 
-from edgezo.adapters.robustify.blackbox import BlackBoxError, OnnxBlackBox, QueryBudgetExceeded  # noqa: E402
-from edgezo.adapters.robustify.onnx_export import export_module  # noqa: E402
 from edgezo.host.service.auth import Credential, load_credentials, parse_spec  # noqa: E402
 from edgezo.host.service.client import HttpBlackBox  # noqa: E402
 from edgezo.host.service.model_server import create_model_app  # noqa: E402
 from edgezo.host.service.runner import ServerThread  # noqa: E402
+
+from edgezo.adapters.robustify.blackbox import BlackBoxError, OnnxBlackBox, QueryBudgetExceeded  # noqa: E402
+from edgezo.adapters.robustify.onnx_export import export_module  # noqa: E402
 
 pytestmark = pytest.mark.service
 

@@ -5,9 +5,10 @@ import torch
 
 pytest.importorskip("transformers")
 
+from edgezo.models import build_model  # noqa: E402
+
 from edgezo.estimators import RGE  # noqa: E402
 from edgezo.losses import next_token  # noqa: E402
-from edgezo.models import build_model  # noqa: E402
 from edgezo.oracle import SeedQueries  # noqa: E402
 from edgezo.oracles.torch_oracle import TorchOracle  # noqa: E402
 from edgezo.trainer import DatasetBatches, Phase, TrainConfig, Trainer  # noqa: E402

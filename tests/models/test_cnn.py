@@ -2,10 +2,9 @@
 
 import pytest
 import torch
-from torch.func import functional_call
-
 from edgezo.models import build_model
 from edgezo.models.cnn import CNN, CoordDelta, batch_norm, cnn_param_count, conv2d, linear
+from torch.func import functional_call
 
 
 def small_cnn(**kw):

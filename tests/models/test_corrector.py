@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 import torch
-
 from edgezo.models import build_model
 from edgezo.models.corrector import PeriodicCorrector
+
 from edgezo.params import ParamSpace
 
 

@@ -2,7 +2,6 @@
 
 import pytest
 import torch
-
 from edgezo.models import build_model
 from edgezo.models.denoiser import ConvAutoencoder, DnCNN
 

@@ -2,10 +2,9 @@
 
 import pytest
 import torch
-from torch.func import functional_call
-
 from edgezo.models import build_model
 from edgezo.models.pinn import PINNMLP
+from torch.func import functional_call
 
 TOL = dict(rtol=1e-12, atol=1e-12)
 

@@ -2,11 +2,10 @@
 
 import pytest
 import torch
-from torch.func import functional_call
-
 from edgezo.models import build_model
 from edgezo.models.cnn import CoordDelta
 from edgezo.models.resnet import ResNetCifar, resnet20
+from torch.func import functional_call
 
 
 def test_resnet20_size_and_stages():

@@ -8,12 +8,12 @@ run-to-run spread.
 
 import pytest
 import torch
+from edgezo.models import build_model
+from edgezo.models.ttm import TTMLP, parameter_report
 from torch.func import functional_call
 
 from edgezo.data import FASHION_MNIST_DEBIAN_DIR, DataError
 from edgezo.losses import cross_entropy
-from edgezo.models import build_model
-from edgezo.models.ttm import TTMLP, parameter_report
 from edgezo.oracle import CoordQueries, SeedQueries
 from edgezo.oracles.torch_oracle import TorchOracle
 from edgezo.recipes import apply_overrides, build_trainer, get_recipe

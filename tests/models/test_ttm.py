@@ -9,18 +9,17 @@ import math
 import numpy as np
 import pytest
 import torch
-from torch import nn
-from torch.func import functional_call
-
 from edgezo.models.ttm import (
-    TTLinear,
     TTMLP,
+    TTLinear,
     factorize,
     max_tt_ranks,
     parameter_report,
     tt_ranks,
     tt_svd,
 )
+from torch import nn
+from torch.func import functional_call
 
 F64 = torch.float64
 

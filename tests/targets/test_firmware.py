@@ -15,17 +15,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
-from edgezo.data import load_digits
-from edgezo import protocol as P
 from edgezo.host.device_oracle import DeviceOracle
 from edgezo.host.link import DeviceLink
-from edgezo.losses import cross_entropy
 from edgezo.models.mlp import MLP
 from edgezo.models.ttm import TTMLP
-from edgezo.oracle import SeedQueries, SeedUpdate
 from edgezo.targets import qemu
 from edgezo.targets.sim import SimulatorThread
+
+from edgezo import protocol as P
+from edgezo.data import load_digits
+from edgezo.losses import cross_entropy
+from edgezo.oracle import SeedQueries, SeedUpdate
 
 VECTORS = Path(__file__).resolve().parents[1] / "vectors" / "directions.json"
 DIGITS_TT = [[[4, 4, 4], [8, 8, 8], 4], [[8, 8, 8], [1, 5, 2], 3]]
@@ -179,8 +179,9 @@ def test_qemu_cortex_m4(tmp_path, sim):
 
 def _compact_script(port):
     """Raw compact messages (load-batch-u8, evaluate-chain, update-last) and their errors; (log, losses, θ bits)."""
-    from edgezo.directions import chain_seeds
     from edgezo.host.link import DeviceError
+
+    from edgezo.directions import chain_seeds
 
     torch.manual_seed(0)
     model = TTMLP(DIGITS_TT)
@@ -253,8 +254,9 @@ def test_compact_messages_firmware_matches_simulator(host_fw, sim):
 
 def test_update_last_equals_explicit_update(sim):
     """update-last applies the last evaluate's seeds, kind and range: θ equals the explicit updates'."""
-    from edgezo.directions import chain_seeds
     from edgezo.targets.sim import DeviceState
+
+    from edgezo.directions import chain_seeds
 
     log, losses, theta = _compact_script(sim.port)
     assert [e[2] for e in log if e[0] == "error"] == [P.E_ARG] * 5 + [P.E_STEP]

@@ -8,7 +8,6 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
 from edgezo.targets.fuzz import check_simulator, corpus, write_corpus
 
 FIRMWARE = Path(__file__).resolve().parents[2] / "targets" / "firmware"

@@ -8,8 +8,6 @@ from fractions import Fraction
 
 import pytest
 import torch
-from torch import nn
-
 from edgezo.targets.numerics import (
     SimulatedForward,
     noisy_forward,
@@ -19,6 +17,7 @@ from edgezo.targets.numerics import (
     rounding_right_shift,
 )
 from edgezo.targets.profile import load_profile
+from torch import nn
 
 FB = 4  # fpga-int8 activation fractional bits
 

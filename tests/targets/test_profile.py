@@ -7,8 +7,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from torch import nn
-
 from edgezo.targets.memory import BudgetError, MemoryBreakdown, check_fits, memory_breakdown
 from edgezo.targets.profile import (
     FORMATS,
@@ -18,6 +16,7 @@ from edgezo.targets.profile import (
     load_profile,
     profile_names,
 )
+from torch import nn
 
 SHIPPED = {"host-cpu", "cortex-m4-256k", "cortex-m7-512k", "fpga-int8", "photonic-noisy"}
 

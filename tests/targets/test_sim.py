@@ -9,12 +9,12 @@ import sys
 import numpy as np
 import pytest
 import torch
-
-from edgezo import protocol as P
 from edgezo.host.device_oracle import device_param_order, model_spec
 from edgezo.host.link import DeviceLink
 from edgezo.models.ttm import TTMLP
 from edgezo.targets.sim import forward
+
+from edgezo import protocol as P
 
 
 def test_tt_forward_matches_torch():

@@ -5,9 +5,9 @@ import json
 import numpy as np
 import pytest
 import torch
+from edgezo.targets.profile import list_profiles
 
 from edgezo.cli import main
-from edgezo.targets.profile import list_profiles
 
 
 def test_targets_lists_every_profile(capsys):
@@ -100,9 +100,10 @@ def test_int8_oracle_training_lowers_the_loss(one_thread):
 
 
 def test_int8_oracle_computes_on_the_integer_grid():
-    from edgezo.targets.backends import simulated_oracle
-    from edgezo.losses import cross_entropy
     from edgezo.models import MLP
+    from edgezo.targets.backends import simulated_oracle
+
+    from edgezo.losses import cross_entropy
 
     torch.manual_seed(0)
     model = MLP([8, 6, 3])
@@ -117,9 +118,10 @@ def test_int8_oracle_computes_on_the_integer_grid():
 
 
 def test_photonic_noise_is_seeded_and_resumable():
-    from edgezo.targets.backends import simulated_oracle
-    from edgezo.losses import cross_entropy
     from edgezo.models import MLP
+    from edgezo.targets.backends import simulated_oracle
+
+    from edgezo.losses import cross_entropy
     from edgezo.oracle import SeedQueries
 
     torch.manual_seed(0)

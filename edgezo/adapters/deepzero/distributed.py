@@ -17,7 +17,7 @@ module is the CGE-specific split used by the DeepZero adapter.
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch

@@ -17,7 +17,7 @@ sparsity; the mask is redrawn every ``reshuffle_every`` epochs from
 
 from __future__ import annotations
 
-from typing import Mapping
+from collections.abc import Mapping
 
 import numpy as np
 import torch

@@ -62,7 +62,7 @@ from __future__ import annotations
 
 import time
 import zlib
-from typing import Mapping
+from collections.abc import Mapping
 
 import torch
 from torch import nn

@@ -73,7 +73,8 @@ from __future__ import annotations
 
 import abc
 import math
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import torch
 

@@ -101,8 +101,8 @@ against u_σ): sampling noise, where the sparse grid has none. Reproduce with
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Sequence
 
 import numpy as np
 import torch

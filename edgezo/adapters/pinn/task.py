@@ -27,16 +27,18 @@ hard-constrained network on the test set), ``test_max_abs`` and
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import torch
+
+from edgezo.errors import ConfigError
 
 from ...recipes import Recipe, RecipeError, make_oracle, phases_of, train_config
 from .model import SteinPINN
 from .pde import PDE, build_pde, relative_l2
 from .stein import SteinDerivatives
-from edgezo.errors import ConfigError
 
 __all__ = ["build", "CollocationBatches", "pinn_evaluator", "build_pinn_model", "PINN_DEFAULTS"]
 

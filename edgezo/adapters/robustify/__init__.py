@@ -14,8 +14,7 @@ Engine side: no HTTP here; the HTTP black-box client and the job service live in
 ``edgezo.host.service``.
 """
 
-from .blackbox import (BlackBox, BlackBoxError, CallableBlackBox, OnnxBlackBox, QueryBudgetExceeded,
-                       TorchBlackBox)
+from .blackbox import BlackBox, BlackBoxError, CallableBlackBox, OnnxBlackBox, QueryBudgetExceeded, TorchBlackBox
 from .certify import ABSTAIN, Certificate, certified_accuracy, certify, lower_confidence_bound, predict
 from .config import ESTIMATORS, METHODS, RobustifyConfig
 from .frontend import Frontend

@@ -19,10 +19,11 @@ from __future__ import annotations
 import abc
 import os
 import threading
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
+
 from edgezo.errors import ConfigError, EdgezoError, MissingFile
 
 OUTPUTS = ("probabilities", "labels")

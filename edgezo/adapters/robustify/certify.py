@@ -21,8 +21,8 @@ classified correctly with a certified radius R ≥ r (abstentions count as wrong
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass
-from typing import Callable, Iterable, Sequence
 
 import numpy as np
 import torch

@@ -10,9 +10,10 @@ size, d the dimension ZO estimates in (d_z for ZO-AE-DS, C·H·W for ZO-DS):
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
-from typing import Any, Mapping
 import math
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
 
 from edgezo.errors import ConfigError, did_you_mean
 
@@ -92,7 +93,7 @@ class RobustifyConfig:
                 raise ConfigError(message)
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "RobustifyConfig":
+    def from_dict(cls, data: Mapping[str, Any]) -> RobustifyConfig:
         types = {f.name: str(f.type) for f in fields(cls)}
         for key, value in data.items():
             if key not in types:

@@ -20,7 +20,7 @@ CGE d_z + 1 — the query counts of the paper.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 

@@ -29,12 +29,16 @@ checkpoint was and reaches the same result.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+from edgezo import checkpoint
+from edgezo.errors import CheckpointError, EdgezoError
 
 from ... import __version__, io
 from ...data import epoch_permutation
@@ -45,11 +49,8 @@ from .certify import certified_accuracy, certify, image_generator
 from .config import RobustifyConfig
 from .frontend import DenoiserEncoder, Frontend, trainable_modules
 from .latent_oracle import LatentOracle
-from .onnx_export import export_module
-from edgezo import checkpoint
-from edgezo.errors import CheckpointError, EdgezoError
-
 from .meter import _Meter
+from .onnx_export import export_module
 
 STAGES = ("labels", "autoencoder", "warmup", "stability", "certify", "export")
 CHECKPOINT = "checkpoint.pt"

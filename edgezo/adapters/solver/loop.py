@@ -31,12 +31,13 @@ can backpropagate through the whole rollout.
 
 from __future__ import annotations
 
-from typing import Callable, Mapping
+from collections.abc import Callable, Mapping
 
 import numpy as np
 import torch
 from torch import nn
 from torch.func import functional_call
+
 from edgezo.errors import EdgezoError
 
 from ...models.protocols import StackedForward

@@ -37,10 +37,11 @@ from functools import lru_cache
 import numpy as np
 import torch
 
+from edgezo.errors import ConfigError
+
 from .burgers import BurgersSolver, TorchBurgers, initial_condition_fns, reference_trajectory
 from .loop import SolverInTheLoop
 from .oracle import SolverOracle
-from edgezo.errors import ConfigError
 
 PRIMARY_METRIC = "test_mae"
 
@@ -68,7 +69,7 @@ class BurgersProblem:
                              "must be held out (use different seeds)")
 
     @classmethod
-    def from_recipe(cls, recipe) -> "BurgersProblem":
+    def from_recipe(cls, recipe) -> BurgersProblem:
         spec = {**recipe.section("solver"), **recipe.section("data")}
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(spec) - known)

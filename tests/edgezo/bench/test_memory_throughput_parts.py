@@ -2,11 +2,11 @@
 
 import pytest
 import torch
+from edgezo.models import MLP
 
 from edgezo.bench.mezo import mezo_step
 from edgezo.bench.throughput import forward_flops, vmap_step
 from edgezo.losses import cross_entropy
-from edgezo.models import MLP
 
 
 def test_mezo_step_is_the_two_point_update_with_regenerated_normals():

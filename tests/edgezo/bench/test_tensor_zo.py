@@ -4,9 +4,9 @@ import types
 
 import pytest
 import torch
+from edgezo.models.ttm import TTLinear
 
 from edgezo.bench import tensor_zo, tt_forward
-from edgezo.models.ttm import TTLinear
 
 
 def test_einsum_stacked_equals_the_layer_paths():

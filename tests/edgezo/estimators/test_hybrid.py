@@ -7,13 +7,13 @@ with a standalone RGE built with the same seeds (bit-identical).
 
 import pytest
 import torch
+from edgezo.models.ttm import TTMLP
 
 from edgezo.estimators import CGE, RGE, build_estimator
 from edgezo.estimators.hybrid import Hybrid
 from edgezo.losses import cross_entropy
 from edgezo.oracles.torch_oracle import TorchOracle
 from edgezo.recipes import build_trainer, parse_recipe
-from edgezo.models.ttm import TTMLP
 
 F64 = torch.float64
 

@@ -116,9 +116,8 @@ def test_bad_options():
 
 def test_seed_chain_option():
     """seed_chain: s_0 from step_seeds, s_i = H(H(i) ^ s_0) (the directions' hash); the default is unchanged."""
-    from edgezo.directions import hash32
+    from edgezo.directions import chain_seeds, hash32
     from edgezo.estimators.base import step_seeds
-    from edgezo.directions import chain_seeds
 
     model = Quadratic()
     oracle = TorchOracle(model, value)

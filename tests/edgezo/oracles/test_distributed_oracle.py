@@ -12,12 +12,19 @@ import textwrap
 
 import pytest
 import torch
+from edgezo.models import MLP
 
 from edgezo.losses import cross_entropy
-from edgezo.models import MLP
 from edgezo.oracle import CoordQueries, OracleError, SeedQueries
-from edgezo.oracles.distributed import (DistributedOracle, allgather_bytes, parameter_checksum, query_fingerprint,
-                                        ring_allreduce_bytes, shard_bounds, sub_queries)
+from edgezo.oracles.distributed import (
+    DistributedOracle,
+    allgather_bytes,
+    parameter_checksum,
+    query_fingerprint,
+    ring_allreduce_bytes,
+    shard_bounds,
+    sub_queries,
+)
 from edgezo.oracles.torch_oracle import TorchOracle
 
 

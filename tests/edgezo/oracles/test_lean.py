@@ -9,11 +9,11 @@ import json
 
 import pytest
 import torch
+from edgezo.models import MLP
 from torch import nn
 
 from edgezo.estimators import RGE
 from edgezo.losses import cross_entropy
-from edgezo.models import MLP
 from edgezo.oracle import CoordQueries, OracleError, SeedQueries, SeedUpdate
 from edgezo.oracles.lean import parse_memory, stacked_extra_bytes
 from edgezo.oracles.torch_oracle import TorchOracle

@@ -4,11 +4,11 @@ import copy
 
 import pytest
 import torch
-
 from edgezo.export.backends import graph_oracle
 from edgezo.export.onnx import export_onnx
-from edgezo.losses import cross_entropy
 from edgezo.models import MLP
+
+from edgezo.losses import cross_entropy
 from edgezo.oracle import CoordQueries, OracleError, SeedQueries, SeedUpdate
 from edgezo.oracles.onnxruntime import ORTOracle
 from edgezo.oracles.torch_oracle import TorchOracle

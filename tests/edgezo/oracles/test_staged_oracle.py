@@ -2,11 +2,11 @@
 
 import pytest
 import torch
-
-from edgezo.losses import cross_entropy
 from edgezo.models import MLP
 from edgezo.models.cnn import CNN
 from edgezo.models.resnet import ResNetCifar
+
+from edgezo.losses import cross_entropy
 from edgezo.oracle import CoordQueries, SeedQueries
 from edgezo.oracles.staged import COORD_PATHS, StagedOracle, staged_oracle_factory
 from edgezo.oracles.torch_oracle import TorchOracle

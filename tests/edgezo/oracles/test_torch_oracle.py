@@ -1,11 +1,11 @@
 import pytest
 import torch
+from edgezo.models import MLP
 from torch import nn
 from torch.func import functional_call
 
 from edgezo.directions import directions
 from edgezo.losses import cross_entropy
-from edgezo.models import MLP
 from edgezo.oracle import CoordQueries, SeedQueries, SeedUpdate
 from edgezo.oracles.torch_oracle import TorchOracle
 

@@ -8,9 +8,9 @@ import copy
 
 import pytest
 import torch
+from edgezo.models import MLP
 
 from edgezo.losses import cross_entropy
-from edgezo.models import MLP
 from edgezo.oracle import CoordQueries, OracleError, SeedQueries, SeedUpdate
 from edgezo.oracles.torch_oracle import TorchOracle
 from edgezo.oracles.tvm import tvm_available
@@ -37,6 +37,7 @@ def exported():
 @pytest.fixture
 def pair(exported):
     from edgezo.export.tvm_compile import HostCompiler
+
     from edgezo.oracles.tvm import TVMOracle
 
     model, batch, exp = exported

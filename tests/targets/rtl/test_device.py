@@ -5,15 +5,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from edgezo.host.device_oracle import DeviceOracle
+from edgezo.models.mlp import MLP
+from edgezo.targets import qemu
+from edgezo.targets.rtl.reference import RtlReference, predictor_for
 
 from edgezo import directions as D
 from edgezo.data import load_digits
-from edgezo.host.device_oracle import DeviceOracle
 from edgezo.losses import cross_entropy
-from edgezo.models.mlp import MLP
 from edgezo.oracle import SeedQueries, SeedUpdate
-from edgezo.targets import qemu
-from edgezo.targets.rtl.reference import RtlReference, predictor_for
 
 
 def test_fixture_skips_with_the_reason_without_verilator(monkeypatch):

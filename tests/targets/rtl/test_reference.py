@@ -6,7 +6,6 @@ import math
 
 import numpy as np
 import torch
-
 from edgezo.models.mlp import MLP
 from edgezo.targets.numerics import SimulatedForward
 from edgezo.targets.rtl.reference import RtlReference, delta_of, from_master, layer_exponent, predictor_for, to_master

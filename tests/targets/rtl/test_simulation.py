@@ -15,10 +15,10 @@ import importlib.util
 import numpy as np
 import pytest
 import torch
-
-from edgezo import directions as D
 from edgezo.targets.rtl import build as B
 from edgezo.targets.rtl import cases as C
+
+from edgezo import directions as D
 
 pytestmark = pytest.mark.rtl
 

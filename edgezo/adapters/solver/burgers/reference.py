@@ -8,8 +8,8 @@ learned correction is trained to reach (docs/methods/solver-in-the-loop.md).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 

@@ -7,7 +7,7 @@ the solver-in-the-loop oracle can roll out many corrected trajectories at once.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -183,7 +183,7 @@ class TorchBurgers:
         )
 
     @classmethod
-    def from_solver(cls, solver: BurgersSolver) -> "TorchBurgers":
+    def from_solver(cls, solver: BurgersSolver) -> TorchBurgers:
         twin = cls.__new__(cls)
         twin.scheme = solver.scheme
         return twin

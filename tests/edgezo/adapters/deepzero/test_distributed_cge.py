@@ -2,12 +2,17 @@
 
 import pytest
 import torch
+from edgezo.models.cnn import CNN
 
-from edgezo.adapters.deepzero.distributed import (DistributedCGE, balanced_split, coordinate_costs, split_summary,
-                                                  stage_costs)
+from edgezo.adapters.deepzero.distributed import (
+    DistributedCGE,
+    balanced_split,
+    coordinate_costs,
+    split_summary,
+    stage_costs,
+)
 from edgezo.adapters.deepzero.sparse_cge import SparseCGE
 from edgezo.losses import cross_entropy
-from edgezo.models.cnn import CNN
 from edgezo.oracles.staged import StagedOracle
 
 

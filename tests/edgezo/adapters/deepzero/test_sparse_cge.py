@@ -2,12 +2,12 @@
 
 import pytest
 import torch
+from edgezo.models.cnn import CNN
 
 from edgezo.adapters.deepzero.grasp import keep_counts, prunable_entries
 from edgezo.adapters.deepzero.sparse_cge import SparseCGE, random_mask
 from edgezo.estimators import CGE, build_estimator
 from edgezo.losses import cross_entropy
-from edgezo.models.cnn import CNN
 from edgezo.oracles.staged import StagedOracle
 from edgezo.oracles.torch_oracle import TorchOracle
 

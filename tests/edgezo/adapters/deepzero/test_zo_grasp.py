@@ -3,12 +3,17 @@
 import numpy as np
 import pytest
 import torch
+from edgezo.models.cnn import CNN
 
-from edgezo.adapters.deepzero.grasp import (keep_counts, layer_keep_ratios, prunable_entries, uniform_keep_ratios,
-                                            zo_grasp_scores)
+from edgezo.adapters.deepzero.grasp import (
+    keep_counts,
+    layer_keep_ratios,
+    prunable_entries,
+    uniform_keep_ratios,
+    zo_grasp_scores,
+)
 from edgezo.estimators import CGE
 from edgezo.losses import cross_entropy
-from edgezo.models.cnn import CNN
 from edgezo.oracles.staged import StagedOracle
 
 

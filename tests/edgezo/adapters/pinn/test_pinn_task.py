@@ -4,16 +4,16 @@ import json
 
 import pytest
 import torch
+from edgezo.models.pinn import PINNMLP
 
-from edgezo.estimators.hybrid import Hybrid, combined
 from edgezo.adapters.pinn.model import SteinPINN
 from edgezo.adapters.pinn.pde import HJB, Heat
 from edgezo.adapters.pinn.stein import SteinDerivatives
 from edgezo.adapters.pinn.task import CollocationBatches
 from edgezo.cli import main
 from edgezo.estimators import CGE, RGE, build_estimator
+from edgezo.estimators.hybrid import Hybrid, combined
 from edgezo.losses import mse
-from edgezo.models.pinn import PINNMLP
 from edgezo.oracles.torch_oracle import TorchOracle
 from edgezo.recipes import apply_overrides, build_trainer, get_recipe, parse_recipe, with_estimator
 
@@ -191,6 +191,7 @@ def test_registered_recipes_build():
 def test_full_network_recipes_estimate_every_parameter_with_tt_hidden_layers(name):
     """The first phase's estimator covers every coordinate; the hidden layers are TTLinear; nothing is frozen."""
     from edgezo.models.ttm import TTLinear
+
     from edgezo.recipes import phases_of
 
     trainer = build_trainer(apply_overrides(get_recipe(name), {"pinn.test_points": 10}), progress=False)

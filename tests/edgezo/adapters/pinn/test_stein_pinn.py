@@ -2,13 +2,13 @@
 
 import pytest
 import torch
+from edgezo.models.mlp import MLP
+from edgezo.models.pinn import PINNMLP
 from torch.func import functional_call
 
 from edgezo.adapters.pinn.model import SteinPINN
 from edgezo.adapters.pinn.pde import HJB
 from edgezo.adapters.pinn.stein import SteinDerivatives
-from edgezo.models.mlp import MLP
-from edgezo.models.pinn import PINNMLP
 
 
 class RowRecorder(torch.nn.Module):

@@ -4,8 +4,13 @@ import numpy as np
 import pytest
 import torch
 
-from edgezo.adapters.robustify.blackbox import (BlackBoxError, CallableBlackBox, OnnxBlackBox, QueryBudgetExceeded,
-                                                TorchBlackBox)
+from edgezo.adapters.robustify.blackbox import (
+    BlackBoxError,
+    CallableBlackBox,
+    OnnxBlackBox,
+    QueryBudgetExceeded,
+    TorchBlackBox,
+)
 from edgezo.adapters.robustify.onnx_export import export_module
 
 

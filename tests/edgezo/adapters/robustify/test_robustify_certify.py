@@ -5,8 +5,16 @@ import pytest
 import torch
 from scipy import stats
 
-from edgezo.adapters.robustify.certify import (ABSTAIN, certified_accuracy, certify, image_generator,
-                                               lower_confidence_bound, predict, radius, sample_counts)
+from edgezo.adapters.robustify.certify import (
+    ABSTAIN,
+    certified_accuracy,
+    certify,
+    image_generator,
+    lower_confidence_bound,
+    predict,
+    radius,
+    sample_counts,
+)
 
 
 @pytest.mark.parametrize("k,n", [(0, 10), (7, 10), (990, 1000), (9_990, 10_000)])

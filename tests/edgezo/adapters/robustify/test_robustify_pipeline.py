@@ -5,11 +5,18 @@ import json
 import numpy as np
 import pytest
 import torch
-
-from edgezo.adapters.robustify import (CallableBlackBox, Frontend, Interrupted, LatentOracle, Robustifier,
-                                       RobustifyConfig, TorchBlackBox)
-from edgezo.estimators import CGE
 from edgezo.models.denoiser import ConvAutoencoder, DnCNN
+
+from edgezo.adapters.robustify import (
+    CallableBlackBox,
+    Frontend,
+    Interrupted,
+    LatentOracle,
+    Robustifier,
+    RobustifyConfig,
+    TorchBlackBox,
+)
+from edgezo.estimators import CGE
 
 TINY = dict(q=3, latent_dim=4, batch_size=8, ae_epochs=1, warmup_epochs=1, epochs=2, n0=10, n=30,
             denoiser_width=4, denoiser_depth=3, ae_width=4, checkpoint_every=3, radii=(0.0, 0.1))

@@ -8,12 +8,12 @@ seconds in all.
 import numpy as np
 import pytest
 import torch
+from edgezo.models.corrector import PeriodicCorrector
 
 from edgezo.adapters.solver.burgers import BurgersSolver, TorchBurgers, random_initial_conditions
 from edgezo.adapters.solver.loop import SolverError, SolverInTheLoop, rollout_error
 from edgezo.adapters.solver.oracle import SolverOracle
 from edgezo.estimators import CGE, RGE
-from edgezo.models.corrector import PeriodicCorrector
 from edgezo.oracle import CoordQueries, OracleError, SeedQueries
 
 STEPS = 6
