@@ -54,6 +54,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--epochs", type=int, default=None, help="epochs of every accuracy run")
     parser.add_argument("--seeds", type=int, default=1, help="training seeds per accuracy cell (mean reported)")
     parser.add_argument("--skip-table", action="store_true", help="only the step timings")
+    parser.add_argument("--jobs", type=int, default=1,
+                        help="Fashion-MNIST training runs at a time, each in its own process with --threads "
+                             "threads (2 on a 2-core machine with --threads 1)")
     parser.add_argument("--mnist", metavar="DIR", default=None,
                         help="also run the Fashion-MNIST part (IDX files in DIR, e.g. "
                              "/usr/share/datasets/fashion-mnist)")
@@ -94,7 +97,9 @@ def run(args) -> dict:
     mode = "quick" if args.quick else "full"
     if getattr(args, "threads", None):
         torch.set_num_threads(args.threads)
-    fmnist = _run_fmnist(args.mnist, mode, args.seed) if getattr(args, "mnist", None) else {}
+    fmnist = {}
+    if getattr(args, "mnist", None):
+        fmnist = _run_fmnist(args.mnist, mode, args.seed, getattr(args, "jobs", 1), getattr(args, "threads", None))
     from ..data import load_digits
 
     data = load_digits(flatten=False)
@@ -124,7 +129,7 @@ def run(args) -> dict:
     return result
 
 
-def _run_fmnist(data_dir: str, mode: str, seed: int) -> dict:
+def _run_fmnist(data_dir: str, mode: str, seed: int, jobs: int = 1, threads: int | None = None) -> dict:
     """The Fashion-MNIST part (step-time scaling at 28×28, then the accuracy study), run first."""
     from .deepzero_fmnist import run_fmnist
     from .deepzero_scaling import run_scaling
@@ -133,7 +138,7 @@ def _run_fmnist(data_dir: str, mode: str, seed: int) -> dict:
     largest = scaling["largest_table_model"]
     _log("fitted exponents of step time vs parameters: " + ", ".join(
         f"{v} {f['exponent']:.2f}" for v, f in scaling["fits"].items()))
-    part = run_fmnist(data_dir, mode, seed=seed, log=_log)
+    part = run_fmnist(data_dir, mode, seed=seed, log=_log, jobs=jobs, threads=threads)
     goals = {**part["goals"], "fmnist_reuse_batched_speedup": largest["speedup_vs_naive"]["reuse_batched"]}
     return {"fmnist_timing": scaling, "fmnist": part, "goals": goals}
 

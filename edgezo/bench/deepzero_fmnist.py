@@ -20,9 +20,16 @@ accuracy on the full 10,000-image test set.
   passes per step (RGE's are full forwards: reuse needs one moved stage).
 
 Each cell: ``seeds`` runs, mean and a 95 % Student-t interval
-(``scipy.stats.t.interval``). Learning rates: each method's is chosen by a
-small sweep (:data:`LR_GRID`, one seed, one epoch, the smaller model) on held-out training images (the
-5,000 images after the subset in the permutation), never on the test set.
+(``scipy.stats.t.interval``). Learning rates: chosen per model size and method
+by a sweep (:data:`LR_GRID`, seed 0, the table's full schedule) on held-out
+training images (the 5,000 images after the subset in the permutation), never
+on the test set; a choice on the grid's edge is logged and recorded. (A
+one-epoch sweep on the smaller model alone picked rates too high for three
+epochs and for the larger model: docs/deepzero-fmnist.md.)
+
+``jobs`` runs go at a time, each in its own spawned process
+(:mod:`edgezo.bench.processes`); seconds per step are then measured with the
+other workers busy, alike for every configuration.
 
 Dense vs sparse CGE (:func:`sparsity_sweep`): the larger model at DeepZero's
 gradient sparsities (0, 80, 90, 95, 99 %), test accuracy and measured seconds
@@ -36,13 +43,15 @@ import statistics
 import numpy as np
 from scipy import stats
 
+from .processes import run_in_processes
+
 RECIPES = {"cnn-736": "fmnist-cnn-730", "cnn-3734": "fmnist-cnn-3700"}
 METHODS = ("fo", "cge", "rge")
 SETTINGS = {
-    "quick": {"train_subset": 256, "epochs": 1, "sweep_epochs": 1, "pool": 2, "val": 1000, "seeds": 2,
+    "quick": {"train_subset": 256, "epochs": 1, "pool": 2, "val": 1000, "seeds": 2,
               "lrs": {"fo": [0.1], "cge": [0.1], "rge": [0.02]}, "sparsities": [0.0, 0.99]},
-    "full": {"train_subset": 3000, "epochs": 3, "sweep_epochs": 1, "pool": 2, "val": 5000, "seeds": 3,
-             "lrs": {"fo": [0.05, 0.1, 0.2], "cge": [0.1, 0.2, 0.4, 0.8, 1.6], "rge": [0.01, 0.03, 0.1, 0.3]},
+    "full": {"train_subset": 3000, "epochs": 3, "pool": 2, "val": 5000, "seeds": 3,
+             "lrs": {"fo": [0.05, 0.1, 0.2], "cge": [0.2, 0.4, 0.8, 1.6], "rge": [0.03, 0.1, 0.3]},
              "sparsities": [0.0, 0.8, 0.9, 0.95, 0.99]},
 }
 LR_GRID = SETTINGS["full"]["lrs"]
@@ -124,78 +133,112 @@ def cge_count(size: str, data_dir: str, settings: dict, seed: int) -> int:
     return int(trainer.info["deepzero"]["active_per_step"])
 
 
-def lr_sweep(data_dir: str, settings: dict, log=print) -> dict:
-    """Per method, validation accuracy of each learning rate on the smaller model (seed 0); the best lr.
+def run_cell(payload: dict) -> dict:
+    """One training run of the study (module level: spawned workers run it by name)."""
+    recipe = fmnist_recipe(payload["size"], payload["method"], data_dir=payload["data_dir"], lr=payload["lr"],
+                           seed=payload["seed"], settings=payload["settings"], q=payload.get("q"),
+                           sparsity=payload.get("sparsity", SPARSITY))
+    validation = validation_set(payload["data_dir"], payload["settings"]) if payload.get("validate") else None
+    return train_cell(recipe, validation=validation)
 
-    The smaller model keeps the sweep's RGE runs cheap (RGE's queries are full forwards). With one
-    learning rate per method (``--quick``) there is nothing to choose and nothing is run."""
+
+def _run_cells(payloads: list[dict], jobs: int, log) -> list[dict]:
+    """``run_cell`` over ``payloads`` (``jobs`` processes at a time), the costliest first so that the
+    workers finish together: RGE's queries are full forwards, and the larger model costs more."""
+    order = sorted(range(len(payloads)), key=lambda k: (payloads[k]["method"] == "rge",
+                                                        payloads[k]["size"] == "cnn-3734"), reverse=True)
+
+    def report(p: dict, cell: dict) -> None:
+        extra = f", val {cell['val_accuracy']:.4f}" if "val_accuracy" in cell else ""
+        tag = f" sparsity {p['sparsity']}" if "sparsity" in p else ""
+        log(f"{p['size']} {p['method']}{tag} lr={p['lr']:g} seed {p['seed']}: test {cell['test_accuracy']:.4f}"
+            f"{extra} ({cell['forward_passes']} passes, {cell['wall_s']:.0f} s)")
+
+    done = run_in_processes(run_cell, [payloads[k] for k in order], jobs, report)
+    cells: list[dict] = [{}] * len(payloads)
+    for k, cell in zip(order, done):
+        cells[k] = cell
+    return cells
+
+
+def lr_sweep(data_dir: str, settings: dict, *, jobs: int = 1, threads: int | None = None, log=print) -> dict:
+    """Per model size and method, validation accuracy of each learning rate (seed 0, the table's
+    schedule unless ``sweep_epochs`` says otherwise); the best lr and whether it lies on the grid's edge.
+
+    With one learning rate per method (``--quick``) there is nothing to choose and nothing is run."""
     if all(len(settings["lrs"][m]) == 1 for m in METHODS):
-        return {m: {"best_lr": settings["lrs"][m][0], "runs": []} for m in METHODS}
-    validation = validation_set(data_dir, settings)
-    size = "cnn-736"
-    q = cge_count(size, data_dir, settings, 0)
-    settings = {**settings, "epochs": settings.get("sweep_epochs", settings["epochs"])}
-    out = {}
-    for method in METHODS:
-        rows = []
-        for lr in settings["lrs"][method]:
-            recipe = fmnist_recipe(size, method, data_dir=data_dir, lr=lr, seed=0, settings=settings, q=q)
-            cell = train_cell(recipe, validation=validation)
-            rows.append({"lr": lr, "val_accuracy": cell["val_accuracy"], "test_accuracy": cell["test_accuracy"]})
-            log(f"lr sweep {method} lr={lr}: val {cell['val_accuracy']:.4f}")
-        best = max(rows, key=lambda r: r["val_accuracy"])
-        out[method] = {"best_lr": best["lr"], "runs": rows}
+        return {size: {m: {"best_lr": settings["lrs"][m][0], "runs": [], "at_grid_edge": False} for m in METHODS}
+                for size in RECIPES}
+    sweep_settings = {**settings, "epochs": settings.get("sweep_epochs", settings["epochs"])}
+    payloads = []
+    for size in RECIPES:
+        q = cge_count(size, data_dir, settings, 0)
+        payloads += [{"size": size, "method": method, "lr": lr, "seed": 0, "q": q, "validate": True,
+                      "data_dir": data_dir, "settings": sweep_settings, "threads": threads}
+                     for method in METHODS for lr in settings["lrs"][method]]
+    cells = _run_cells(payloads, jobs, log)
+    out: dict = {size: {} for size in RECIPES}
+    for size in RECIPES:
+        for method in METHODS:
+            grid = settings["lrs"][method]
+            rows = [{"lr": p["lr"], "val_accuracy": c["val_accuracy"], "test_accuracy": c["test_accuracy"]}
+                    for p, c in zip(payloads, cells) if p["size"] == size and p["method"] == method]
+            best = max(rows, key=lambda r: r["val_accuracy"])
+            edge = len(grid) > 1 and best["lr"] in (min(grid), max(grid))
+            if edge:
+                log(f"warning: {size} {method} chose lr {best['lr']:g}, an end of its grid {grid}")
+            out[size][method] = {"best_lr": best["lr"], "runs": rows, "at_grid_edge": edge}
     return out
 
 
-def accuracy_table(data_dir: str, settings: dict, lrs: dict, seeds: list[int], log=print) -> list[dict]:
+def study_payloads(data_dir: str, settings: dict, lrs: dict, seeds: list[int], threads: int | None) -> list[dict]:
+    """The accuracy table's runs (every size, method and seed; RGE's q = CGE's coordinates per step in
+    the same size and seed) and the sparsity sweep's extra runs (larger model, first seed)."""
+    common = {"data_dir": data_dir, "settings": settings, "threads": threads}
+    payloads = []
+    for size in RECIPES:
+        for seed in seeds:
+            q = cge_count(size, data_dir, settings, seed)
+            payloads += [{**common, "size": size, "method": m, "lr": lrs[size][m], "seed": seed,
+                          "q": q if m == "rge" else None, "cge_q": q} for m in METHODS]
+    payloads += [{**common, "size": "cnn-3734", "method": "cge", "lr": lrs["cnn-3734"]["cge"], "seed": seeds[0],
+                  "sparsity": sparsity} for sparsity in settings["sparsities"] if sparsity != SPARSITY]
+    return payloads
+
+
+def accuracy_rows(payloads: list[dict], cells: list[dict], log=print) -> list[dict]:
     """FO / CGE / RGE test accuracy per size: runs, mean and 95 % interval per cell."""
-    runs = {size: {m: [] for m in METHODS} for size in RECIPES}
-    # the cheap cells first (CGE, FO on every size and seed), then RGE: a cut-short run's log holds the most cells
-    for methods in (("cge", "fo"), ("rge",)):
-        for size in RECIPES:
-            for k, seed in enumerate(seeds):
-                for method in methods:
-                    q = runs[size]["cge"][k]["active_per_step"] if method == "rge" else None
-                    recipe = fmnist_recipe(size, method, data_dir=data_dir, lr=lrs[method], seed=seed,
-                                           settings=settings, q=q)
-                    cell = {**train_cell(recipe), "seed": seed}
-                    runs[size][method].append(cell)
-                    log(f"{size} {method} seed {seed}: test {cell['test_accuracy']:.4f} "
-                        f"({cell['forward_passes']} passes, {cell['wall_s']:.0f} s)")
     rows = []
     for size in RECIPES:
-        row = {"model": size, "recipe": RECIPES[size], "params": runs[size]["fo"][0]["params"]}
-        for method, cells in runs[size].items():
-            row[method] = {"lr": lrs[method], **t_interval([100 * r["test_accuracy"] for r in cells]),
+        runs = {m: [] for m in METHODS}
+        lrs = {}
+        for p, c in zip(payloads, cells):
+            if p["size"] == size and "sparsity" not in p:
+                if p["method"] == "cge" and c["active_per_step"] != p["cge_q"]:
+                    raise RuntimeError(f"{size} seed {p['seed']}: CGE moved {c['active_per_step']} coordinates "
+                                       f"per step, but RGE was given q = {p['cge_q']}")
+                runs[p["method"]].append({**c, "seed": p["seed"]})
+                lrs[p["method"]] = p["lr"]
+        row = {"model": size, "recipe": RECIPES[size], "params": runs["fo"][0]["params"]}
+        for method, cells_m in runs.items():
+            row[method] = {"lr": lrs[method], **t_interval([100 * r["test_accuracy"] for r in cells_m]),
                            "forward_passes_per_step": statistics.fmean(
                                r["active_per_step"] + 1 if method == "cge" else r["forward_passes"] / max(1, r["steps"])
-                               for r in cells),
-                           "runs": cells}
+                               for r in cells_m),
+                           "runs": cells_m}
         log(f"{size}: " + "; ".join(f"{m} {row[m]['mean']:.2f} [{row[m]['low']:.2f}, {row[m]['high']:.2f}]"
                                     for m in METHODS))
         rows.append(row)
     return rows
 
 
-def sparsity_sweep(data_dir: str, settings: dict, lr: float, seed: int, log=print, done=None) -> list[dict]:
-    """Dense (0) vs sparse CGE on the larger model: test accuracy and seconds per training step.
-
-    ``done``: the accuracy table's run of the same model, seed and lr at :data:`SPARSITY` (reused).
-    """
-    out = []
-    for sparsity in settings["sparsities"]:
-        if done is not None and sparsity == SPARSITY:
-            cell = dict(done)
-        else:
-            recipe = fmnist_recipe("cnn-3734", "cge", data_dir=data_dir, lr=lr, seed=seed, settings=settings,
-                                   sparsity=sparsity)
-            cell = train_cell(recipe)
-        cell["sparsity"] = sparsity
-        out.append(cell)
-        log(f"sparsity {sparsity}: test {cell['test_accuracy']:.4f}, {cell['step_s']:.3f} s/step, "
-            f"{cell.get('active_per_step')} coordinates/step")
-    return out
+def sparsity_rows(payloads: list[dict], cells: list[dict], settings: dict, seed: int) -> list[dict]:
+    """Dense (0) vs sparse CGE on the larger model: test accuracy and seconds per training step (the
+    accuracy table's run of the same model and seed stands for :data:`SPARSITY`)."""
+    by_sparsity = {p["sparsity"]: c for p, c in zip(payloads, cells) if "sparsity" in p}
+    by_sparsity[SPARSITY] = next(c for p, c in zip(payloads, cells) if p["size"] == "cnn-3734"
+                                 and p["method"] == "cge" and p["seed"] == seed and "sparsity" not in p)
+    return [{**by_sparsity[s], "sparsity": s} for s in settings["sparsities"]]
 
 
 def goals(rows: list[dict]) -> dict:
@@ -207,20 +250,23 @@ def goals(rows: list[dict]) -> dict:
     return {"fmnist_cge_fo_gap_pp": gap, "fmnist_cge_rge_margin_pp": margin, "fmnist_cge_rge_separated": separated}
 
 
-def run_fmnist(data_dir: str, mode: str, *, seed: int = 0, settings: dict | None = None, log=print) -> dict:
+def run_fmnist(data_dir: str, mode: str, *, seed: int = 0, settings: dict | None = None, log=print,
+               jobs: int = 1, threads: int | None = None) -> dict:
     """The whole Fashion-MNIST part: lr sweep, accuracy table, sparsity sweep, goals.
 
-    ``settings`` replaces :data:`SETTINGS` ``[mode]`` (tests shrink the problem further).
+    ``settings`` replaces :data:`SETTINGS` ``[mode]`` (tests shrink the problem further); ``jobs``
+    training runs go at a time, each in its own spawned process with ``threads`` torch threads.
     """
     settings = dict(settings or SETTINGS[mode])
     seeds = [seed + k for k in range(settings["seeds"])]
-    sweep = lr_sweep(data_dir, settings, log=log)
-    lrs = {m: sweep[m]["best_lr"] for m in METHODS}
-    rows = accuracy_table(data_dir, settings, lrs, seeds, log=log)
-    larger = next(r for r in rows if r["model"] == "cnn-3734")
-    sparsity = sparsity_sweep(data_dir, settings, lrs["cge"], seeds[0], log=log, done=larger["cge"]["runs"][0])
+    sweep = lr_sweep(data_dir, settings, jobs=jobs, threads=threads, log=log)
+    lrs = {size: {m: sweep[size][m]["best_lr"] for m in METHODS} for size in RECIPES}
+    payloads = study_payloads(data_dir, settings, lrs, seeds, threads)
+    cells = _run_cells(payloads, jobs, log)
+    rows = accuracy_rows(payloads, cells, log=log)
     return {"settings": settings, "seeds": seeds, "mu": MU, "cge_sparsity": SPARSITY, "lr_sweep": sweep,
-            "rows": rows, "sparsity": sparsity, "goals": goals(rows)}
+            "rows": rows, "sparsity": sparsity_rows(payloads, cells, settings, seeds[0]), "goals": goals(rows),
+            "jobs": jobs}
 
 
 def plot_fmnist(result: dict, axes) -> None:
@@ -234,8 +280,9 @@ def plot_fmnist(result: dict, axes) -> None:
         means = [r[method]["mean"] for r in rows]
         errs = [[r[method]["mean"] - r[method]["low"] for r in rows],
                 [r[method]["high"] - r[method]["mean"] for r in rows]]
-        ax.bar(xs, means, 0.25, yerr=errs, capsize=3, label=f"{method.upper()} (lr {rows[0][method]['lr']})")
-    ax.set_xticks(range(len(rows)), [f"{r['params']:,} params" for r in rows])
+        ax.bar(xs, means, 0.25, yerr=errs, capsize=3, label=method.upper())
+    ax.set_xticks(range(len(rows)), [f"{r['params']:,} params\nlr " + " / ".join(f"{r[m]['lr']:g}" for m in METHODS)
+                                     for r in rows], fontsize=8)
     low = min(r[m]["mean"] for r in rows for m in METHODS)
     ax.set_ylim(max(0.0, low - 10), 100)
     ax.set_ylabel("test accuracy (%), 10k images")

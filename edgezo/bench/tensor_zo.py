@@ -55,12 +55,12 @@ from __future__ import annotations
 import copy
 import os
 import statistics
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
-from multiprocessing import get_context
 from typing import Any
 
 from edgezo.errors import ConfigError
+
+from .processes import run_in_processes
 
 CONFIGS = ("fo-dense", "fo-tt", "zo-rge-dense", "zo-rge-tt", "zo-hybrid-tt")
 REACH_LEVELS = (0.5, 0.7, 0.8, 0.85, 0.9, 0.95)
@@ -239,15 +239,12 @@ def _run_all(payloads: list[dict], in_process: bool, workers: int) -> list[dict]
     """Every run in its own spawned process (``workers`` at a time), or all in this process."""
     if in_process:
         return [run_config({**p, "isolated": False}) for p in payloads]
-    with ProcessPoolExecutor(max_workers=max(1, workers), mp_context=get_context("spawn")) as pool:
-        futures = [pool.submit(run_config, {**p, "isolated": True}) for p in payloads]
-        rows = []
-        for p, f in zip(payloads, futures):
-            rows.append(f.result())
-            print(f"[tensor-zo] {p['name']} seed {p['config']['train']['seed']}: test accuracy "
-                  f"{rows[-1]['test_accuracy']:.4f}, {rows[-1]['forward_passes']} forward passes, "
-                  f"{rows[-1]['wall_s']:.0f} s", flush=True)
-        return rows
+
+    def report(payload: dict, row: dict) -> None:
+        print(f"[tensor-zo] {payload['name']} seed {payload['config']['train']['seed']}: test accuracy "
+              f"{row['test_accuracy']:.4f}, {row['forward_passes']} forward passes, {row['wall_s']:.0f} s", flush=True)
+
+    return run_in_processes(run_config, [{**p, "isolated": True} for p in payloads], workers, report, isolate=True)
 
 
 # --------------------------------------------------------------------------- goals

@@ -62,9 +62,16 @@ TINY = {"train_subset": 8, "batch_size": 8, "grasp_q": 4, "epochs": 1, "pool": 2
 @pytest.mark.slow
 def test_run_fmnist_on_tiny_data(tmp_path):
     data = str(write_fake_fmnist(tmp_path / "fmnist"))
-    part = fm.run_fmnist(data, "quick", settings=TINY, log=lambda line: None)
+    lines = []
+    part = fm.run_fmnist(data, "quick", settings=TINY, log=lines.append, jobs=2, threads=1)
     assert [r["params"] for r in part["rows"]] == [736, 3734]
-    assert [s["lr"] for s in part["lr_sweep"]["fo"]["runs"]] == [0.05, 0.1]
+    for size in fm.RECIPES:  # the sweep runs per size; a two-point grid's best is always an end of it
+        assert [s["lr"] for s in part["lr_sweep"][size]["fo"]["runs"]] == [0.05, 0.1]
+        assert part["lr_sweep"][size]["fo"]["at_grid_edge"] and not part["lr_sweep"][size]["cge"]["at_grid_edge"]
+        assert [row[m]["lr"] for row in part["rows"] if row["model"] == size for m in ("fo",)] == [
+            part["lr_sweep"][size]["fo"]["best_lr"]]
+    # every run was logged once, as it finished: 2 sizes x 4 sweep runs, 2 sizes x 3 methods x 2 seeds, 2 sparsities
+    assert len([ln for ln in lines if " seed " in ln]) == 8 + 12 + 2
     for row in part["rows"]:
         for method in fm.METHODS:
             cell = row[method]
