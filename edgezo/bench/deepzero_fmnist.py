@@ -51,7 +51,7 @@ SETTINGS = {
     "quick": {"train_subset": 256, "epochs": 1, "pool": 2, "val": 1000, "seeds": 2,
               "lrs": {"fo": [0.1], "cge": [0.1], "rge": [0.02]}, "sparsities": [0.0, 0.99]},
     "full": {"train_subset": 3000, "epochs": 3, "pool": 2, "val": 5000, "seeds": 3,
-             "lrs": {"fo": [0.05, 0.1, 0.2], "cge": [0.2, 0.4, 0.8, 1.6], "rge": [0.03, 0.1, 0.3]},
+             "lrs": {"fo": [0.05, 0.1, 0.2, 0.4, 0.8], "cge": [0.2, 0.4, 0.8, 1.6], "rge": [0.03, 0.1, 0.3]},
              "sparsities": [0.0, 0.8, 0.9, 0.95, 0.99]},
 }
 LR_GRID = SETTINGS["full"]["lrs"]

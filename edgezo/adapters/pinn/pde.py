@@ -163,27 +163,38 @@ class HJB(PDE):
 
 
 class Heat(PDE):
-    """∂_t u = κ Δ_x u, κ = 1/(π√d), zero Dirichlet data, u(x, 0) = Π sin(π x_i) (module docstring)."""
+    """∂_t u = κ Δ_x u, zero Dirichlet data, u(x, 0) = Π sin(m_i π x_i) (module docstring).
+
+    ``modes`` m_i (positive integers, default all 1) set each coordinate's frequency; the exact
+    solution decays at the single rate λ = κ π² Σ m_i², default π √(Σ m_i²) (harmonic in (x, t)).
+    """
 
     name = "heat"
 
-    def __init__(self, space_dim: int = 3, rate: float | None = None):
+    def __init__(self, space_dim: int = 3, rate: float | None = None, modes: list[int] | None = None):
         if int(space_dim) < 1:
             raise ValueError(f"space_dim must be >= 1, got {space_dim}")
         if rate is not None and float(rate) <= 0:
             raise ValueError(f"rate (the decay rate λ of the exact solution) must be > 0, got {rate}")
         self.space_dim = int(space_dim)
         self.dim = self.space_dim + 1
-        # decay rate λ = κ d π²; default π√d (harmonic exact solution)
-        self.rate = math.pi * math.sqrt(self.space_dim) if rate is None else float(rate)
-        self.kappa = self.rate / (self.space_dim * math.pi**2)
+        modes = [1] * self.space_dim if modes is None else list(modes)
+        if len(modes) != self.space_dim or any(int(m) != m or m < 1 for m in modes):
+            raise ValueError(f"modes must be {self.space_dim} positive integers (one frequency per space "
+                             f"coordinate, so that u vanishes on the faces), got {modes}")
+        self.modes = [int(m) for m in modes]
+        self._frequencies = torch.tensor(self.modes, dtype=torch.float64) * math.pi
+        wave_sq = sum(m * m for m in self.modes)
+        self.rate = math.pi * math.sqrt(wave_sq) if rate is None else float(rate)
+        self.kappa = self.rate / (wave_sq * math.pi**2)
 
     @property
     def second_dims(self) -> tuple[int, ...]:
         return tuple(range(self.space_dim))
 
     def _initial(self, x):
-        return torch.sin(math.pi * x[..., : self.space_dim]).prod(-1)
+        freq = self._frequencies.to(dtype=x.dtype, device=x.device)
+        return torch.sin(freq * x[..., : self.space_dim]).prod(-1)
 
     def residual(self, x, u, grad, second):
         return grad[..., self.space_dim] - self.kappa * second[..., : self.space_dim].sum(-1)
@@ -196,7 +207,10 @@ class Heat(PDE):
         return torch.exp(-self.rate * x[..., self.space_dim]) * self._initial(x)
 
     def describe(self):
-        return {"name": self.name, "space_dim": self.space_dim, "rate": self.rate}
+        out = {"name": self.name, "space_dim": self.space_dim, "rate": self.rate}
+        if any(m != 1 for m in self.modes):
+            out["modes"] = self.modes
+        return out
 
 
 class HJBSines(PDE):
