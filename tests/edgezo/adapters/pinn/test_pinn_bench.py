@@ -126,3 +126,18 @@ def test_bench_refuses_a_recipe_that_is_not_a_pinn(tmp_path, capsys):
     assert main(["bench", "pinn", "--recipe", "digits-mlp", "--quick", "--out", str(tmp_path)]) == 2
     assert "needs a PINN recipe" in capsys.readouterr().err
     assert not (tmp_path / "pinn.json").exists()
+
+
+def test_random_feature_baseline_with_autograd_trains_only_the_output_layer(tmp_path):
+    from edgezo.bench.pinn_runs import train_curve
+    from edgezo.recipes import get_recipe
+
+    (tmp_path / "tiny-rf.toml").write_text(RF)
+    rf = get_recipe(str(tmp_path / "tiny-rf.toml"))
+    fitted = bench.rf_autograd(rf)
+    assert fitted.config["estimator"] == {"kind": "fo", "groups": ["last"]}
+    assert fitted.config["optimizer"] == rf.config["optimizer"]  # the -rf recipe's own optimizer
+    run = train_curve(fitted, steps=3, eval_every=1)
+    assert run["derivatives"] == "autograd" and run["estimator"] == "fo"
+    assert run["trained_fraction"] == pytest.approx(7 / 31)  # the output layer (6 + 1) of 31 parameters
+    assert run["test_rel_l2"] < run["history"][0]["test_rel_l2"]
