@@ -149,6 +149,7 @@ def _worker(rank: int, init: str, inbox, outbox, spec: dict) -> None:
                     dist.all_reduce(grad)
                 wall, w1 = time.perf_counter() - t0, _wchar()
                 outbox.put((rank, {"wire": None if w0 is None else (w1 - w0) / arg, "wall": wall / arg}))
+        dist.barrier()  # leave together: gloo aborts a process torn down while its peer still talks to it
     finally:
         dist.destroy_process_group()
 

@@ -152,6 +152,7 @@ RANK_SCRIPT = textwrap.dedent("""
         res["models_differ"] = str(err)
     with open(os.path.join(out_dir, f"rank{rank}.json"), "w") as f:
         json.dump(res, f)
+    dist.barrier()  # leave together: gloo aborts a process torn down while its peer still talks to it
     dist.destroy_process_group()
 """)
 

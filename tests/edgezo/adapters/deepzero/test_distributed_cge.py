@@ -73,6 +73,7 @@ def _worker(rank, world, init_file, out_dir):
         oracle.set_flat(theta)
         torch.save({"coords": coords, "values": values, "loss": est.loss, "info": est.info,
                     "theta": oracle.get_flat(), "passes": oracle.counters.forward_passes}, f"{out_dir}/rank{rank}.pt")
+        dist.barrier()  # leave together: gloo aborts a process torn down while its peer still talks to it
     finally:
         dist.destroy_process_group()
 
