@@ -55,9 +55,27 @@ class JobStore:
         self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30.0)
         self._db.row_factory = sqlite3.Row
         if self.path != ":memory:":
-            self._db.execute("PRAGMA journal_mode=WAL")
+            self._execute_when_free("PRAGMA journal_mode=WAL")
             os.chmod(self.path, 0o600)  # holds the target endpoints' API keys
-        self._db.execute(_SCHEMA)
+        self._execute_when_free(_SCHEMA)
+
+    def _execute_when_free(self, sql: str, wait_s: float = 30.0) -> None:
+        """Run a set-up statement, retrying while another process sets the same file up.
+
+        SQLite answers "database is locked" at once, without its busy handler, when two
+        connections switch a new file to WAL together (it would otherwise deadlock).
+        """
+        deadline = time.monotonic() + wait_s
+        delay = 0.005
+        while True:
+            try:
+                self._db.execute(sql)
+                return
+            except sqlite3.OperationalError as err:
+                if "locked" not in str(err) and "busy" not in str(err) or time.monotonic() > deadline:
+                    raise
+                time.sleep(delay)
+                delay = min(0.2, delay * 2)
 
     def close(self) -> None:
         with self._lock:

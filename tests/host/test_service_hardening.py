@@ -234,3 +234,30 @@ def test_job_quota_is_exact_across_processes(tmp_path):
     store = JobStore(tmp_path / "jobs.sqlite")
     assert sum(made) == 10 and len(store.list("owner")) == 10 and store.reserved("owner") == 100
     store.close()
+
+
+def test_job_store_set_up_waits_while_another_process_holds_the_new_file(tmp_path, monkeypatch):
+    """SQLite refuses a WAL switch at once ("database is locked") while another connection sets the
+    same new file up; the store retries instead of failing its process."""
+    import sqlite3
+
+    from edgezo.host.service.jobs import JobStore
+
+    store = JobStore(tmp_path / "jobs.sqlite")
+    calls = []
+
+    class Busy:
+        def execute(self, sql):
+            calls.append(sql)
+            if len(calls) < 3:
+                raise sqlite3.OperationalError("database is locked")
+
+    real = store._db
+    store._db = Busy()
+    store._execute_when_free("PRAGMA journal_mode=WAL")
+    assert calls == ["PRAGMA journal_mode=WAL"] * 3
+    calls.clear()
+    with pytest.raises(sqlite3.OperationalError, match="locked"):  # gives up after its wait
+        store._execute_when_free("PRAGMA journal_mode=WAL", wait_s=-1.0)
+    store._db = real
+    store.close()
