@@ -13,6 +13,7 @@ from collections.abc import Sequence
 
 import torch
 
+from ..errors import ConfigError
 from ..oracle import Batch, Oracle
 from .base import Estimate, Estimator
 
@@ -23,7 +24,7 @@ class FirstOrder(Estimator):
     def __init__(self, groups: Sequence[str] | str | None = None):
         self.groups = None if groups is None else ((groups,) if isinstance(groups, str) else tuple(groups))
         if self.groups is not None and not self.groups:
-            raise ValueError("fo: groups must name at least one parameter group (or be left out for all)")
+            raise ConfigError("fo: groups must name at least one parameter group (or be left out for all)")
         self._mask: torch.Tensor | None = None
 
     def forward_passes_per_step(self, dim: int) -> int:
@@ -34,8 +35,9 @@ class FirstOrder(Estimator):
             layout = oracle.layout
             unknown = [g for g in self.groups if g not in layout.group_names]
             if unknown:
-                raise ValueError(f"fo: unknown parameter group(s) {unknown}; the groups are: "
-                                 f"{', '.join(layout.group_names)}")
+                raise ConfigError(f"fo: unknown parameter group(s) {unknown}; the groups are: "
+                                 f"{', '.join(layout.group_names)} (name them in [estimator] groups, or leave "
+                                  "groups out to train every parameter)")
             mask = torch.zeros(like.shape, dtype=torch.bool)
             for name in self.groups:
                 g = layout.group(name)

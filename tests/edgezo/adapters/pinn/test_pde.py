@@ -135,3 +135,9 @@ def test_hjb_sines_terminal_constraint_and_options():
         HJBSines(10, freq=0.0)
     with pytest.raises(ValueError, match="rate"):
         Heat(3, rate=-1.0)
+
+
+@pytest.mark.parametrize("modes", [[2, 1], [0, 1, 1], [1.5, 1, 1]])
+def test_heat_modes_must_be_one_positive_integer_per_space_coordinate(modes):
+    with pytest.raises(ValueError, match="modes must be 3 positive integers"):
+        Heat(3, modes=modes)
