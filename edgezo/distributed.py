@@ -156,13 +156,12 @@ class DistributedSession(Session):
             metrics["workers"] = self.world_size
             metrics["communication"] = {
                 **stats, "bytes_per_step": (stats["loss_bytes_sent"] + stats["checksum_bytes_sent"]) / steps}
-            # Tearing gloo down while a peer still talks to it aborts the process
-            # ("terminate called without an active exception"): leave together.
-            dist.barrier()
-            return metrics
-        finally:
-            if dist.is_initialized():
+        except BaseException:
+            if dist.is_initialized():  # no barrier: the other ranks may be waiting in a collective
                 dist.destroy_process_group()
+            raise
+        leave_process_group()
+        return metrics
 
 
 def session(args) -> Session:
@@ -183,9 +182,35 @@ def init_process_group(backend: str, *, init_method: str | None = None, rank: in
 
     if dist.is_initialized():
         return
+    # torch._dynamo (which torch.optim imports on first use) takes references to
+    # every process group alive when it is imported, so a group created before
+    # it outlives destroy_process_group: its gloo threads then release Python
+    # tensors while the interpreter shuts down, and the process aborts
+    # ("terminate called without an active exception"). Imported first, it
+    # leaves the group alone and leave_process_group() joins those threads.
+    import torch._dynamo  # noqa: F401
+
     dist.init_process_group(backend, init_method=init_method or "env://",
                             rank=int(os.environ["RANK"]) if rank is None else rank,
                             world_size=_env_world_size() if world_size is None else world_size)
+
+
+def leave_process_group() -> None:
+    """Leave the process group together with the other ranks and free it (after a run that went well).
+
+    The barrier first: gloo aborts a process that tears its group down while a
+    peer still talks to it. Then ``destroy_process_group`` drops the group,
+    which joins its worker threads (see :func:`init_process_group` for what
+    keeps them alive otherwise).
+    """
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        return
+    try:
+        dist.barrier()
+    finally:
+        dist.destroy_process_group()
 
 
 # --- the --workers launcher ------------------------------------------------------------

@@ -58,10 +58,10 @@ def test_costs_follow_the_suffix():
 
 
 def _worker(rank, world, init_file, out_dir):
-    import torch.distributed as dist
+    from edgezo.distributed import init_process_group, leave_process_group
 
     torch.set_num_threads(1)
-    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
+    init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
     try:
         model, batch = problem()
         oracle = StagedOracle(model, cross_entropy, path="delta")
@@ -73,9 +73,8 @@ def _worker(rank, world, init_file, out_dir):
         oracle.set_flat(theta)
         torch.save({"coords": coords, "values": values, "loss": est.loss, "info": est.info,
                     "theta": oracle.get_flat(), "passes": oracle.counters.forward_passes}, f"{out_dir}/rank{rank}.pt")
-        dist.barrier()  # leave together: gloo aborts a process torn down while its peer still talks to it
     finally:
-        dist.destroy_process_group()
+        leave_process_group()
 
 
 @pytest.mark.distributed
