@@ -24,6 +24,7 @@ import os
 import sys
 import tempfile
 from collections.abc import Callable
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -141,9 +142,7 @@ class DistributedSession(Session):
             trainer.evaluator = None
 
     def run(self, trainer, *, resume: bool) -> dict[str, Any]:
-        import torch.distributed as dist
-
-        try:
+        with leaving_process_group():
             if not self.is_main:  # read rank 0's checkpoint, never write one
                 if resume:
                     trainer.load_checkpoint()
@@ -156,11 +155,6 @@ class DistributedSession(Session):
             metrics["workers"] = self.world_size
             metrics["communication"] = {
                 **stats, "bytes_per_step": (stats["loss_bytes_sent"] + stats["checksum_bytes_sent"]) / steps}
-        except BaseException:
-            if dist.is_initialized():  # no barrier: the other ranks may be waiting in a collective
-                dist.destroy_process_group()
-            raise
-        leave_process_group()
         return metrics
 
 
@@ -187,7 +181,7 @@ def init_process_group(backend: str, *, init_method: str | None = None, rank: in
     # it outlives destroy_process_group: its gloo threads then release Python
     # tensors while the interpreter shuts down, and the process aborts
     # ("terminate called without an active exception"). Imported first, it
-    # leaves the group alone and leave_process_group() joins those threads.
+    # leaves the group alone and destroy_process_group joins those threads.
     import torch._dynamo  # noqa: F401
 
     dist.init_process_group(backend, init_method=init_method or "env://",
@@ -195,22 +189,30 @@ def init_process_group(backend: str, *, init_method: str | None = None, rank: in
                             world_size=_env_world_size() if world_size is None else world_size)
 
 
-def leave_process_group() -> None:
-    """Leave the process group together with the other ranks and free it (after a run that went well).
+@contextmanager
+def leaving_process_group():
+    """Free the process group when the block ends.
 
-    The barrier first: gloo aborts a process that tears its group down while a
-    peer still talks to it. Then ``destroy_process_group`` drops the group,
-    which joins its worker threads (see :func:`init_process_group` for what
-    keeps them alive otherwise).
+    A block that ends normally leaves together with the other ranks: a
+    barrier first, since gloo aborts a process that tears its group down while
+    a peer still talks to it. A block that raises skips the barrier (the other
+    ranks may be stuck in a collective) and only destroys the group.
+    ``destroy_process_group`` joins the group's threads (see
+    :func:`init_process_group` for what keeps them alive otherwise).
     """
     import torch.distributed as dist
 
-    if not dist.is_initialized():
-        return
     try:
-        dist.barrier()
-    finally:
-        dist.destroy_process_group()
+        yield
+    except BaseException:
+        if dist.is_initialized():
+            dist.destroy_process_group()
+        raise
+    if dist.is_initialized():
+        try:
+            dist.barrier()
+        finally:
+            dist.destroy_process_group()
 
 
 # --- the --workers launcher ------------------------------------------------------------

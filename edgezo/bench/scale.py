@@ -92,7 +92,7 @@ def _worker(rank: int, init: str, inbox, outbox, spec: dict) -> None:
 
     import torch.distributed as dist
 
-    from ..distributed import init_process_group, leave_process_group
+    from ..distributed import init_process_group, leaving_process_group
     from ..losses import cross_entropy
     from ..oracle import SeedQueries
     from ..oracles.distributed import DistributedOracle, parameter_checksum
@@ -101,7 +101,7 @@ def _worker(rank: int, init: str, inbox, outbox, spec: dict) -> None:
     torch.set_num_threads(1)
     init_process_group("gloo", init_method=init, rank=rank, world_size=WORLD)
     model, batch = _setup(spec)
-    try:
+    with leaving_process_group():
         while True:
             cmd, arg = inbox.get()
             if cmd == "stop":
@@ -149,10 +149,6 @@ def _worker(rank: int, init: str, inbox, outbox, spec: dict) -> None:
                     dist.all_reduce(grad)
                 wall, w1 = time.perf_counter() - t0, _wchar()
                 outbox.put((rank, {"wire": None if w0 is None else (w1 - w0) / arg, "wall": wall / arg}))
-    except BaseException:
-        dist.destroy_process_group()  # no barrier: the other rank may be waiting in a collective
-        raise
-    leave_process_group()
 
 
 def _collect(outbox, n: int) -> dict[int, object]:

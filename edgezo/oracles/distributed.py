@@ -127,7 +127,7 @@ class DistributedOracle(Oracle):
             on every rank after construction: θ is broadcast from rank 0).
         group: the process group (None: the default group, which must be
             initialised; ``edgezo.distributed.init_process_group`` and
-            ``leave_process_group`` make and free it safely).
+            ``leaving_process_group`` make and free it safely).
         checksum_every: verify every this many evaluations that all ranks hold
             bit-identical θ (0: never; :meth:`check_parameters` runs it on demand).
     """

@@ -94,7 +94,7 @@ RANK_SCRIPT = textwrap.dedent("""
     from edgezo.oracles.distributed import DistributedOracle, ParameterMismatch, QueryMismatch, parameter_checksum
     from edgezo.oracles.torch_oracle import TorchOracle
     from edgezo.trainer import DatasetBatches, Phase, TrainConfig, Trainer
-    from edgezo.distributed import init_process_group, leave_process_group
+    from edgezo.distributed import init_process_group, leaving_process_group
 
     rank, out_dir = int(os.environ["RANK"]), sys.argv[1]
     torch.set_num_threads(1)
@@ -151,7 +151,8 @@ RANK_SCRIPT = textwrap.dedent("""
         DistributedOracle(TorchOracle(MLP([12, 16, 4 + rank]), cross_entropy))
     except OracleError as err:
         res["models_differ"] = str(err)
-    leave_process_group()
+    with leaving_process_group():
+        pass
     # torch.optim imported torch._dynamo after the group was made: its gloo threads must be gone all the same
     res["gloo_threads_left"] = [n for n in (open(t).read().strip() for t in glob.glob("/proc/self/task/*/comm"))
                                 if "gloo" in n]

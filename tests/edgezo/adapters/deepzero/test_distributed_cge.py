@@ -58,11 +58,11 @@ def test_costs_follow_the_suffix():
 
 
 def _worker(rank, world, init_file, out_dir):
-    from edgezo.distributed import init_process_group, leave_process_group
+    from edgezo.distributed import init_process_group, leaving_process_group
 
     torch.set_num_threads(1)
     init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
-    try:
+    with leaving_process_group():
         model, batch = problem()
         oracle = StagedOracle(model, cross_entropy, path="delta")
         costs = coordinate_costs(oracle.layout, model, batch[0])
@@ -73,8 +73,6 @@ def _worker(rank, world, init_file, out_dir):
         oracle.set_flat(theta)
         torch.save({"coords": coords, "values": values, "loss": est.loss, "info": est.info,
                     "theta": oracle.get_flat(), "passes": oracle.counters.forward_passes}, f"{out_dir}/rank{rank}.pt")
-    finally:
-        leave_process_group()
 
 
 @pytest.mark.distributed
