@@ -7,7 +7,7 @@ gradient and diagonal second derivatives of its Gaussian-smoothed version
 
 :mod:`~edgezo.adapters.pinn.pde` declares PDEs as residuals of (x, u, ∇u, ∂²u)
 with hard constraints and closed-form solutions (``hjb``: HJB-20; ``heat``;
-``hjb-sines``; docs/pinn.md);
+``hjb-sines``; ``poisson-ball``; docs/pinn.md);
 :class:`~edgezo.adapters.pinn.model.SteinPINN` is the residual of a
 hard-constrained network as a module whose ``forward_stacked`` evaluates q
 perturbed parameter sets × collocation points × quadrature nodes in bounded
@@ -16,12 +16,12 @@ only; the engine's per-group combinator (``kind = "combined"``,
 :func:`edgezo.estimators.hybrid.combined`) sums estimators over disjoint
 parameter groups; :mod:`~edgezo.adapters.pinn.task`
 is the recipe task ``"pinn"`` (recipes ``hjb20`` — the whole tensor-train
-network trained by ZO — its output-layer-only baseline ``hjb20-rf``, ``heat10``
-and ``heat10-rf``, ``heat3``; ``edgezo bench pinn`` measures them).
+network trained by ZO — its output-layer-only baseline ``hjb20-rf``, ``poisson10``
+and ``poisson10-rf``, ``heat10`` and ``heat10-rf``, ``heat3``; ``edgezo bench pinn`` measures them).
 """
 
 from .model import SteinPINN
-from .pde import HJB, PDE, Heat, HJBSines, build_pde, relative_l2
+from .pde import HJB, PDE, Heat, HJBSines, PoissonBall, build_pde, relative_l2
 from .sparse_grid import gauss_hermite_1d, monte_carlo_normal, smolyak_gauss_hermite, smolyak_num_nodes
 from .stein import SteinDerivatives, SteinResult, symmetrize_rule
 
@@ -37,6 +37,7 @@ __all__ = [
     "HJB",
     "Heat",
     "HJBSines",
+    "PoissonBall",
     "build_pde",
     "relative_l2",
     "SteinPINN",

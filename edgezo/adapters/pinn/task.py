@@ -3,7 +3,7 @@
 Recipe tables read here (besides ``[model]``, ``[estimator]``/``[[phases]]``,
 ``[optimizer]``, ``[fo_optimizer]``, ``[train]``, ``[oracle]``, ``groups``)::
 
-    [pde]    kind = "hjb" | "heat", plus the PDE's options (space_dim, ...)
+    [pde]    kind = "hjb" | "heat" | "hjb-sines" | "poisson-ball", plus the PDE's options (space_dim, ...)
     [pinn]   rule = "sparse_grid" | "monte_carlo"   quadrature of the Stein estimators
              sigma = 0.1, level = 3, samples = 1024, mc_seed = 0
              max_rows = 262144                       rows per network call (memory bound, see model.py)
@@ -12,7 +12,7 @@ Recipe tables read here (besides ``[model]``, ``[estimator]``/``[[phases]]``,
              fo_derivatives = "autograd" | "stein"   derivatives of the FO baseline
 
 ``[train] batch_size`` is the number of collocation points per step (drawn
-uniformly from the PDE's box, fresh each step, from a generator seeded by
+uniformly from the PDE's domain, fresh each step, from a generator seeded by
 (run seed, step), so a resumed run draws the same points).
 
 When every phase uses the ``fo`` estimator (``edgezo train --estimator fo``)

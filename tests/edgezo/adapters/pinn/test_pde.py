@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from edgezo.adapters.pinn.pde import HJB, Heat, HJBSines, build_pde, relative_l2
+from edgezo.adapters.pinn.pde import HJB, Heat, HJBSines, PoissonBall, build_pde, relative_l2
 from edgezo.adapters.pinn.sparse_grid import gauss_hermite_1d
 
 
@@ -24,7 +24,7 @@ def autograd_terms(u_fn, x):
 
 @pytest.mark.parametrize("pde", [HJB(20), HJB(3), Heat(10), Heat(2), Heat(10, rate=1.0),
                                  Heat(10, rate=1.0, modes=[3, 2] + [1] * 8), Heat(2, modes=[2, 3]), HJBSines(10),
-                                 HJBSines(3, freq=3.0)], ids=repr)
+                                 HJBSines(3, freq=3.0), PoissonBall(10), PoissonBall(3, freq=2.0)], ids=repr)
 def test_exact_solution_has_zero_residual_and_wrong_ones_do_not(pde):
     x = pde.sample(50, torch.Generator().manual_seed(0))
     res = pde.residual(x, *autograd_terms(pde.exact, x))
@@ -141,3 +141,30 @@ def test_hjb_sines_terminal_constraint_and_options():
 def test_heat_modes_must_be_one_positive_integer_per_space_coordinate(modes):
     with pytest.raises(ValueError, match="modes must be 3 positive integers"):
         Heat(3, modes=modes)
+
+
+def test_poisson_ball_constraint_sampling_and_exact_network_output():
+    """Zero on the unit sphere for any network output; N* = sin(k₁·x) + cos(k₂·x) gives u* inside; the points are
+    uniform in the ball: P(|x| < r) = r^d (d = 3, r = 1/2: 1/8, 20,000 points, binomial sd 0.0023)."""
+    pde = build_pde({"kind": "poisson-ball", "space_dim": 3, "freq": 4.0})
+    assert pde.dim == 3 and pde.second_dims == (0, 1, 2) and pde.describe()["freq"] == 4.0
+    x = pde.sample(20_000, torch.Generator().manual_seed(5))
+    radius = torch.linalg.norm(x, dim=-1)
+    assert x.dtype == torch.float64 and radius.max() < 1
+    assert abs(float((radius < 0.5).double().mean()) - 0.125) < 0.01
+    assert abs(float((x[:, 0] < 0).double().mean()) - 0.5) < 0.02  # no preferred direction
+    sphere = x[:40] / torch.linalg.norm(x[:40], dim=-1, keepdim=True)
+    for out in (torch.zeros(40, dtype=torch.float64), 10 * torch.randn(40, dtype=torch.float64)):
+        assert pde.constrain(sphere, out).abs().max() < 1e-14
+    inside = x[:200]
+    waves = torch.sin(inside @ pde.k1) + torch.cos(inside @ pde.k2)
+    torch.testing.assert_close(pde.constrain(inside, waves), pde.exact(inside), rtol=0, atol=1e-14)
+    assert torch.linalg.norm(pde.k1) == pytest.approx(4.0) and torch.linalg.norm(pde.k2) == pytest.approx(4.0)
+    assert float(pde.k1 @ pde.k2) == pytest.approx(4.0 ** 2 / 3)  # d odd: the two directions are not orthogonal
+
+
+@pytest.mark.parametrize("options, match", [({"space_dim": 1}, "space_dim"), ({"freq": 0.0}, "freq"),
+                                            ({"freq": -2.0}, "freq")])
+def test_poisson_ball_rejects_bad_options(options, match):
+    with pytest.raises(ValueError, match=match):
+        PoissonBall(**options)
