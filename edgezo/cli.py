@@ -45,6 +45,20 @@ def _default_out(recipe: str) -> Path:
     return Path("runs") / f"{time.strftime('%Y%m%d-%H%M%S')}-{recipe}"
 
 
+def _with_fo_optimizer_overrides(recipe, overrides: dict):
+    """``--set fo_optimizer.*`` applied before ``--estimator fo`` copies [fo_optimizer] into [optimizer]
+    (a recipe without [fo_optimizer] gets one from the optimizer that fo would use, then the overrides)."""
+    from .recipes import Recipe, apply_overrides, with_estimator
+
+    early = {k: v for k, v in overrides.items() if k.split(".")[0] == "fo_optimizer"}
+    if not early:
+        return recipe
+    if "fo_optimizer" not in recipe.config:
+        cfg = {**recipe.config, "fo_optimizer": with_estimator(recipe, "fo").config["optimizer"]}
+        recipe = Recipe(recipe.name, recipe.description, cfg, recipe.source)
+    return apply_overrides(recipe, early)
+
+
 def cmd_train(args) -> int:
     from . import io
     from .overrides import parse_set
@@ -56,7 +70,10 @@ def cmd_train(args) -> int:
                       ("max_steps", "train.max_steps")):
         if getattr(args, flag) is not None:
             overrides[key] = getattr(args, flag)
-    if args.estimator:
+    if args.estimator == "fo":
+        recipe = with_estimator(_with_fo_optimizer_overrides(recipe, overrides), "fo")
+        overrides = {k: v for k, v in overrides.items() if k.split(".")[0] != "fo_optimizer"}
+    elif args.estimator:
         recipe = with_estimator(recipe, args.estimator)
     recipe = apply_overrides(recipe, overrides)
     if args.resume and not args.out:

@@ -35,6 +35,21 @@ def test_fo_baseline_on_the_same_recipe(tmp_path):
     assert metrics["estimator"] == "fo" and metrics["forward_passes"] == metrics["steps"]
 
 
+@pytest.mark.parametrize("extra", [[], ["--set", 'fo_optimizer.kind="sgd"']])
+def test_fo_optimizer_overrides_reach_the_fo_baseline(tmp_path, extra):
+    """`--estimator fo` trains with [fo_optimizer]: `--set fo_optimizer.lr` must change its learning rate
+    (digits-mlp has no [fo_optimizer]: the recipe's Adam is the base the override edits)."""
+    import torch
+
+    out = tmp_path / "fo"
+    argv = ["train", "--out", str(out), "--estimator", "fo", "--max-steps", "2", "--no-progress",
+            "--set", "fo_optimizer.lr=0.0123", *extra]
+    assert main(argv) == 0
+    state = torch.load(out / "checkpoint.pt", weights_only=False)["optimizer"]
+    assert state["param_groups"][0]["initial_lr"] == 0.0123
+    assert ("betas" in state["param_groups"][0]) == (not extra)  # Adam kept, or the kind overridden too
+
+
 @pytest.mark.parametrize("argv,message", [
     (["train", "--recipe", "nope"], "unknown recipe 'nope'"),
     (["train", "--resume"], "--resume needs --out"),
