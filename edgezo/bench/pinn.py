@@ -23,7 +23,7 @@
     backpropagation on the same network, the recipe's ``[fo_optimizer]``) and
     the random-feature baseline ``<recipe>-rf`` (output layer only).
 
-(c) The second PDE (``--pde2``, default ``heat10``, docs/pinn.md): ZO, FO and
+(c) The second PDE (``--pde2``, default ``poisson10``, docs/pinn.md): ZO, FO and
     its ``-rf`` baseline.
 
 (d) FO vs ZO at equal steps and at equal training wall time; throughput
@@ -77,7 +77,7 @@ SIZES = {
 
 def add_arguments(parser) -> None:
     parser.add_argument("--recipe", default="hjb20", help="PINN recipe to benchmark (default hjb20)")
-    parser.add_argument("--pde2", default="heat10", help="second PDE's recipe (default heat10; 'none' skips it)")
+    parser.add_argument("--pde2", default="poisson10", help="second PDE's recipe (default poisson10; 'none' skips it)")
     parser.add_argument("--steps", type=int, default=None, help="training steps per run (default: the recipe's; "
                                                                 "fewer with --quick)")
     parser.add_argument("--pde2-steps", type=int, default=None, help="training steps per second-PDE run")
@@ -252,7 +252,7 @@ def _run(args) -> dict:
     seed = int(getattr(args, "seed", 0))
     size = SIZES["quick" if quick else "full"]
     main = apply_overrides(_pinn_recipe(getattr(args, "recipe", None) or "hjb20"), {"train.seed": seed})
-    pde2_name = getattr(args, "pde2", None) or "heat10"
+    pde2_name = getattr(args, "pde2", None) or "poisson10"
     pde2 = None if pde2_name == "none" else apply_overrides(_pinn_recipe(pde2_name), {"train.seed": seed})
     overrides = size["overrides"]
 
