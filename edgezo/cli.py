@@ -45,24 +45,10 @@ def _default_out(recipe: str) -> Path:
     return Path("runs") / f"{time.strftime('%Y%m%d-%H%M%S')}-{recipe}"
 
 
-def _with_fo_optimizer_overrides(recipe, overrides: dict):
-    """``--set fo_optimizer.*`` applied before ``--estimator fo`` copies [fo_optimizer] into [optimizer]
-    (a recipe without [fo_optimizer] gets one from the optimizer that fo would use, then the overrides)."""
-    from .recipes import Recipe, apply_overrides, with_estimator
-
-    early = {k: v for k, v in overrides.items() if k.split(".")[0] == "fo_optimizer"}
-    if not early:
-        return recipe
-    if "fo_optimizer" not in recipe.config:
-        cfg = {**recipe.config, "fo_optimizer": with_estimator(recipe, "fo").config["optimizer"]}
-        recipe = Recipe(recipe.name, recipe.description, cfg, recipe.source)
-    return apply_overrides(recipe, early)
-
-
 def cmd_train(args) -> int:
     from . import io
     from .overrides import parse_set
-    from .recipes import DEFAULT_RECIPE, apply_overrides, build_trainer, get_recipe, with_estimator
+    from .recipes import DEFAULT_RECIPE, apply_overrides, build_trainer, get_recipe, with_estimator_and_overrides
 
     recipe = get_recipe(args.recipe or DEFAULT_RECIPE)
     overrides = parse_set(args.set or [])
@@ -70,11 +56,8 @@ def cmd_train(args) -> int:
                       ("max_steps", "train.max_steps")):
         if getattr(args, flag) is not None:
             overrides[key] = getattr(args, flag)
-    if args.estimator == "fo":
-        recipe = with_estimator(_with_fo_optimizer_overrides(recipe, overrides), "fo")
-        overrides = {k: v for k, v in overrides.items() if k.split(".")[0] != "fo_optimizer"}
-    elif args.estimator:
-        recipe = with_estimator(recipe, args.estimator)
+    if args.estimator:
+        recipe, overrides = with_estimator_and_overrides(recipe, args.estimator, overrides)
     recipe = apply_overrides(recipe, overrides)
     if args.resume and not args.out:
         raise CLIError("--resume needs --out DIR pointing at the interrupted run")

@@ -186,6 +186,19 @@ def with_estimator(recipe: Recipe, kind: str) -> Recipe:
     return _validated(Recipe(recipe.name, recipe.description, cfg, recipe.source))
 
 
+def with_estimator_and_overrides(recipe: Recipe, kind: str, overrides: dict[str, Any]) -> tuple[Recipe, dict]:
+    """:func:`with_estimator`, with ``fo_optimizer.*`` overrides applied first when ``kind`` is ``fo`` (they must
+    reach the optimizer fo copies from [fo_optimizer]; a recipe without one starts from the optimizer fo would use).
+    Returns the recipe and the overrides still to apply."""
+    early = {k: v for k, v in overrides.items() if k.split(".")[0] == "fo_optimizer"} if kind == "fo" else {}
+    if early:
+        if "fo_optimizer" not in recipe.config:
+            cfg = {**recipe.config, "fo_optimizer": with_estimator(recipe, "fo").config["optimizer"]}
+            recipe = Recipe(recipe.name, recipe.description, cfg, recipe.source)
+        recipe = apply_overrides(recipe, early)
+    return with_estimator(recipe, kind), {k: v for k, v in overrides.items() if k not in early}
+
+
 def train_config(recipe: Recipe):
     from .trainer import TrainConfig
 

@@ -33,3 +33,13 @@ def test_overrides_and_estimator_swap():
     fo = R.with_estimator(r, "fo")
     assert fo.config["estimator"] == {"kind": "fo"}
     assert R.phases_of(fo)[0].estimator.name == "fo"
+
+
+def test_fo_optimizer_overrides_apply_before_the_fo_copy_and_only_for_fo():
+    from edgezo.recipes import get_recipe, with_estimator_and_overrides
+
+    recipe = get_recipe("poisson10")  # [fo_optimizer] Adam 0.1, phases at Adam 0.1 too: use a distinct value
+    fo, rest = with_estimator_and_overrides(recipe, "fo", {"fo_optimizer.lr": 0.0123, "train.epochs": 1})
+    assert fo.config["optimizer"] == {"kind": "adam", "lr": 0.0123} and rest == {"train.epochs": 1}
+    rge, rest = with_estimator_and_overrides(recipe, "rge", {"fo_optimizer.lr": 0.0123})
+    assert rest == {"fo_optimizer.lr": 0.0123} and rge.config["estimator"]["kind"] == "rge"
