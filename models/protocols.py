@@ -12,7 +12,7 @@ from typing import Protocol, runtime_checkable
 
 from torch import Tensor
 
-__all__ = ["StackedForward", "ShiftedForward"]
+__all__ = ["StackedForward", "ShiftedForward", "CoordinateForward"]
 
 
 @runtime_checkable
@@ -32,3 +32,11 @@ class ShiftedForward(Protocol):
     """``forward_shifted(params, x, shifts)``: the stacked forward at inputs ``x + shifts`` (Stein PINN stencils)."""
 
     def forward_shifted(self, params: Mapping[str, Tensor], x: Tensor, shifts: Tensor, /) -> Tensor: ...
+
+
+@runtime_checkable
+class CoordinateForward(Protocol):
+    """``forward_coordinates(name, index, delta, x) -> (q, B, ...)``: q copies, copy i with flat entry
+    ``index[i]`` of parameter ``name`` moved by ``delta[i]`` (equal to :class:`StackedForward` on those copies)."""
+
+    def forward_coordinates(self, name: str, index: Tensor, delta: Tensor, x: Tensor, /) -> Tensor: ...

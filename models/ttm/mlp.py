@@ -194,6 +194,47 @@ class TTMLP(nn.Module):
             x = x.unsqueeze(0).expand(nq, *x.shape)
         return x
 
+    def forward_coordinates(self, name: str, index: Tensor, delta: Tensor, x: Tensor) -> Tensor:
+        """Outputs (q, B, out_features) of q copies whose parameter ``name`` has flat entry
+        ``index[i]`` moved by ``delta[i]``; equals :meth:`forward_stacked` on those copies.
+
+        Layers before the perturbed one run once. The perturbed layer is linear in the
+        entry, so only its changed outputs are formed (:mod:`.coordinates`: M / m_k of them
+        for a TT core, one for a bias or dense weight); the next layer adds their effect to
+        its unperturbed output, Δy = W_next[:, S] (act(z_S + Δz_S) − act(z_S)); later layers
+        run on the q copies.
+        """
+        from .coordinates import chunk_size, layer_changes, scatter_changes, units_changed
+
+        prefix, _, param = name.rpartition(".")
+        parts = prefix.split(".")
+        if len(parts) != 2 or parts[0] != "layers" or not parts[1].isdigit() or int(parts[1]) >= len(self.layers):
+            raise ValueError(f"unknown parameter {name!r}; names look like layers.0.core1 or layers.1.bias")
+        li = int(parts[1])
+        h = self._prep(x)
+        last = len(self.layers) - 1
+        for layer in self.layers[:li]:
+            h = self._act(layer(h))
+        layer = self.layers[li]
+        z0 = layer(h)
+        step = chunk_size(h.shape[0], units_changed(layer, param))
+        if li < last:
+            after = self._act(z0)
+            nxt = self.layers[li + 1]
+            w_next = nxt.dense_weight() if isinstance(nxt, TTLinear) else nxt.weight
+            y0 = nxt(after)
+        outs = []
+        for lo in range(0, index.numel(), step):
+            units, before, values = layer_changes(layer, param, index[lo:lo + step], delta[lo:lo + step], h, z0)
+            if li == last:
+                outs.append(scatter_changes(z0, units, values))
+                continue
+            y = y0 + torch.bmm(self._act(values) - self._act(before), w_next.t()[units])
+            for k in range(li + 2, last + 1):
+                y = self.layers[k](self._act(y))
+            outs.append(y)
+        return torch.cat(outs)
+
 
 
 def parameter_report(module: nn.Module) -> dict:
