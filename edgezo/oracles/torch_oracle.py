@@ -20,6 +20,12 @@ Three evaluation paths:
 device memory) picks ``"lean"`` for every query set whose stacked evaluation
 would need more than that: θ's copy, one chunk block and the q directions.
 
+``coord_path="delta"`` evaluates coordinate queries (CGE) with the model's
+``forward_coordinates(name, index, delta, x)`` (:class:`CoordinateForward`, e.g.
+the TT-MLP): one parameter tensor at a time, the perturbed layer's output
+changed by the exact single-entry term instead of q full forwards
+(docs/methods/tensor-train-zo.md). Each query still counts as one forward pass.
+
 ``path="auto"`` times the available paths on the first call for each query
 shape (query kind, number of points, batch size) and keeps the fastest; the
 choice is part of :meth:`state_dict` so a resumed run takes the same path.
@@ -34,12 +40,13 @@ import torch
 from torch.func import functional_call
 
 from ..direction_cache import cached_directions
-from ..models.protocols import StackedForward
-from ..oracle import Batch, Counters, Oracle, Queries, SeedQueries, SeedUpdate, batch_size_of
+from ..models.protocols import CoordinateForward, StackedForward
+from ..oracle import Batch, CoordQueries, Counters, Oracle, Queries, SeedQueries, SeedUpdate, batch_size_of
 from ..params import GroupSpec, ParamSpace
 from .lean import LeanEvaluator, available_memory, parse_memory, stacked_extra_bytes
 
 PATHS = ("loop", "stacked", "vmap", "lean")
+COORD_PATHS = ("block", "delta")
 
 
 def best_time_us(run, *, reps: int, cuda: bool = False) -> float:
@@ -89,9 +96,14 @@ class TorchOracle(Oracle):
     SUBCLASS_HOOKS = ("_available_paths", "_run", "_chunk")
 
     def __init__(self, model: torch.nn.Module, loss_fn, *, groups: GroupSpec = None, path: str = "auto",
-                 max_stack_elems: int = 2**24, max_memory=None):
+                 max_stack_elems: int = 2**24, max_memory=None, coord_path: str = "block"):
         if path != "auto" and path not in PATHS:
             raise ValueError(f"unknown evaluation path {path!r}; use 'auto' or one of {PATHS}")
+        if coord_path not in COORD_PATHS:
+            raise ValueError(f"unknown coord_path {coord_path!r}; use one of {COORD_PATHS}")
+        if coord_path == "delta" and not isinstance(model, CoordinateForward):
+            raise ValueError(f"coord_path='delta' needs a model with forward_coordinates() (e.g. tt-mlp); "
+                             f"{type(model).__name__} has none: use coord_path='block'")
         if path == "stacked" and not isinstance(model, StackedForward):
             raise ValueError(f"{type(model).__name__} has no forward_stacked(); use path='loop' or 'vmap'")
         self.model = model
@@ -99,6 +111,7 @@ class TorchOracle(Oracle):
         self.space = ParamSpace(model, groups)
         self.layout = self.space.layout
         self.path = path
+        self.coord_path = coord_path
         self.max_stack_elems = int(max_stack_elems)
         budget = parse_memory(max_memory)
         self.max_memory = available_memory(self.space.device) if budget == "auto" else budget
@@ -212,10 +225,33 @@ class TorchOracle(Oracle):
         """Queries per perturbed block: at most ``max_stack_elems`` stacked parameter values."""
         return max(1, min(q, self.max_stack_elems // max(1, self.dim)))
 
+    def _evaluate_coord_deltas(self, queries: CoordQueries, x, y) -> torch.Tensor:
+        """Coordinate queries through ``model.forward_coordinates``, one parameter tensor at a time."""
+        coords = torch.tensor(queries.coords, dtype=torch.long)
+        if len(coords) and (int(coords.min()) < 0 or int(coords.max()) >= self.dim):
+            raise IndexError(f"coordinate out of range [0, {self.dim})")
+        out = torch.empty(len(coords), dtype=torch.float64)
+        theta = self.space.get_flat()
+        deltas = torch.tensor(queries.deltas, dtype=theta.dtype, device=theta.device)
+        # the perturbation actually stored: fl(θ_j + δ) − θ_j, as in the block path
+        moved = (theta[coords.to(theta.device)] + deltas) - theta[coords.to(theta.device)]
+        with torch.no_grad():
+            for e in self.layout.entries:
+                sel = torch.nonzero((coords >= e.offset) & (coords < e.offset + e.numel)).flatten()
+                if sel.numel():
+                    local = (coords[sel] - e.offset).to(theta.device)
+                    outputs = self.model.forward_coordinates(e.name, local, moved[sel.to(theta.device)], x)
+                    out[sel] = self.loss_fn(outputs, y).reshape(-1).double().cpu()
+        return out
+
     def evaluate(self, queries: Queries, batch: Batch) -> torch.Tensor:
         x, y = self._batch_to_device(batch)[:2]
         q = len(queries)
         kind = "seed" if isinstance(queries, SeedQueries) else "coord"
+        if kind == "coord" and self.coord_path == "delta":
+            losses = self._evaluate_coord_deltas(queries, x, y)
+            self.counters.add(q, batch_size_of(batch))
+            return losses
         if self._lean_for(q):
             self.choices[f"{kind}:q={q}:b={batch_size_of(batch)}"] = "lean"
             losses = self.lean.evaluate(queries, x, y, self.loss_fn)

@@ -120,3 +120,39 @@ def test_cuda_matches_cpu(setup):
     gpu = TorchOracle(MLP([8, 6, 3]).cuda().requires_grad_(True), cross_entropy, path="stacked")
     gpu.set_flat(TorchOracle(model, cross_entropy).get_flat())
     assert torch.allclose(gpu.evaluate(q, batch).cpu(), cpu, atol=1e-5)
+
+
+def test_coord_path_delta_matches_the_block_path_on_a_tt_mlp():
+    from edgezo.models.ttm import TTMLP
+
+    torch.manual_seed(3)
+    net = TTMLP([([2, 3, 4], [3, 2, 2], 3), ([3, 4], [2, 5], 2)]).double()
+    batch = (torch.randn(12, 24, dtype=torch.float64), torch.randint(0, 10, (12,)))
+    block = TorchOracle(net, cross_entropy, path="stacked")
+    delta = TorchOracle(net, cross_entropy, path="stacked", coord_path="delta")
+    coords = tuple(range(0, block.dim, 3)) + (5, 5)  # every tensor, one coordinate twice
+    queries = CoordQueries(coords, tuple(0.01 * (1 + i % 4) * (-1) ** i for i in range(len(coords))))
+    expected = block.evaluate(queries, batch)
+    got = delta.evaluate(queries, batch)
+    center = block.loss(batch)
+    assert (expected - center).abs().max() > 1e-4
+    torch.testing.assert_close(got, expected, atol=1e-12, rtol=1e-10)
+    assert delta.counters.forward_passes == len(coords)
+    assert delta.counters.samples_forwarded == 12 * len(coords)
+
+
+def test_coord_path_delta_needs_forward_coordinates(setup):
+    model, _ = setup
+    with pytest.raises(ValueError, match="forward_coordinates"):
+        TorchOracle(model, cross_entropy, coord_path="delta")
+    with pytest.raises(ValueError, match="coord_path"):
+        TorchOracle(model, cross_entropy, coord_path="fast")
+
+
+def test_coord_path_delta_rejects_out_of_range_coordinates():
+    from edgezo.models.ttm import TTMLP
+
+    net = TTMLP([([2, 3], [2, 2], 2)])
+    oracle = TorchOracle(net, cross_entropy, path="stacked", coord_path="delta")
+    with pytest.raises(IndexError, match="out of range"):
+        oracle.evaluate(CoordQueries((oracle.dim,), (0.1,)), (torch.randn(2, 6), torch.tensor([0, 1])))
