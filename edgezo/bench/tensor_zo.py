@@ -53,6 +53,7 @@ forward and the matmul peak.
 from __future__ import annotations
 
 import copy
+import math
 import os
 import statistics
 from dataclasses import dataclass
@@ -61,6 +62,7 @@ from typing import Any
 from edgezo.errors import ConfigError
 
 from .processes import run_in_processes
+from .tensor_zo_goals import all_goals, passes_to_reach, task_goals
 
 CONFIGS = ("fo-dense", "fo-tt", "zo-rge-dense", "zo-rge-tt", "zo-hybrid-tt")
 REACH_LEVELS = (0.5, 0.7, 0.8, 0.85, 0.9, 0.95)
@@ -84,6 +86,9 @@ MNIST1024 = Task(name="mnist1024", recipe="mnist-tt-1024",
                  dense={"kind": "mlp", "sizes": [784, 1024, 10], "activation": "relu"}, quick_epochs=2)
 TASKS = {"digits": DIGITS, "mnist": MNIST, "mnist1024": MNIST1024}
 RANKS = (2, 4, 6, 8)
+# Epochs of the rank study's runs in the full benchmark: CGE at rank 8 (5,034 coordinates) costs
+# ~3x rank 4 per step, so 12 epochs would not fit the 30-minute cap per run.
+RANK_EPOCHS = 6
 # Wall-time cap per training run (seconds) of the full benchmark; --quick caps every run at QUICK_CAP_S.
 ZO_CAP_S = 1800
 QUICK_CAP_S = 20
@@ -100,6 +105,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--dense-lrs", default="",
                         help="comma-separated Adam learning rates for a zo-rge-dense sweep (point 3: the dense "
                              "baseline at its best setting); the best one enters mnist_tt_forward_pass_ratio")
+    parser.add_argument("--tt-lrs", default="",
+                        help="the same sweep for zo-rge-tt (the TT side tuned as well as the dense one); the best "
+                             "setting of each side enters mnist_tt_forward_pass_ratio")
     parser.add_argument("--seeds", type=int,
                         help="seeds per configuration (default 3, or 1 with --quick): digits test accuracies "
                              "move by ~1 point from seed to seed (450 test images)")
@@ -178,6 +186,7 @@ def config_recipe(task: Task, config: str, *, epochs: int | None = None, seed: i
     if config.endswith("-dense"):
         cfg = copy.deepcopy(recipe.config)
         cfg["model"] = copy.deepcopy(task.dense)
+        cfg.get("oracle", {}).pop("coord_path", None)  # a TT-MLP path; the dense twin runs no coordinate queries
         recipe = Recipe(recipe.name, recipe.description, cfg, recipe.source)
     return recipe
 
@@ -247,51 +256,6 @@ def _run_all(payloads: list[dict], in_process: bool, workers: int) -> list[dict]
     return run_in_processes(run_config, [{**p, "isolated": True} for p in payloads], workers, report, isolate=True)
 
 
-# --------------------------------------------------------------------------- goals
-
-
-def passes_to_reach(history: list[dict], target: float) -> int | None:
-    """Forward passes at the first evaluation whose test accuracy is ≥ ``target``."""
-    for h in history:
-        if h["test_accuracy"] >= target - 1e-12:
-            return h["forward_passes"]
-    return None
-
-
-def forward_pass_ratio(dense: dict, tt: dict) -> float | None:
-    target = dense["test_accuracy"]
-    need_dense = passes_to_reach(dense["history"], target)
-    need_tt = passes_to_reach(tt["history"], target)
-    if need_dense is None or not need_tt:
-        return None
-    return need_dense / need_tt
-
-
-def task_goals(runs: dict[str, list[dict]]) -> dict[str, Any]:
-    """The issue's goals from the runs of one task (lists over seeds)."""
-
-    def acc(c):
-        return statistics.fmean(r["test_accuracy"] for r in runs[c]) if c in runs else None
-
-    goals: dict[str, Any] = {}
-    if "fo-tt" in runs and "zo-hybrid-tt" in runs:  # points, rounded below one test image of 10^4
-        goals["hybrid_tt_gap_pp"] = round(100 * (acc("fo-tt") - acc("zo-hybrid-tt")), 6) + 0.0
-    tt = next((runs[c][0]["params"] for c in ("fo-tt", "zo-rge-tt", "zo-hybrid-tt") if c in runs), None)
-    dense = next((runs[c][0]["params"] for c in ("fo-dense", "zo-rge-dense") if c in runs), None)
-    if tt and dense:
-        goals["tt_compression"] = dense / tt
-    if "fo-dense" in runs and "fo-tt" in runs:
-        goals["tt_fo_loss_pp"] = round(100 * (acc("fo-dense") - acc("fo-tt")), 6) + 0.0
-    dense_zo = [c for c in runs if c.split("@")[0] == "zo-rge-dense"]
-    if dense_zo and "zo-rge-tt" in runs:  # against the dense baseline's best setting (point 3)
-        best = max(dense_zo, key=acc)
-        goals["zo_dense_baseline"] = best
-        ratios = [forward_pass_ratio(d, t) for d, t in zip(runs[best], runs["zo-rge-tt"])]
-        ratios = [r for r in ratios if r is not None]
-        goals["tt_forward_pass_ratio"] = statistics.median(ratios) if ratios else None
-    return goals
-
-
 # --------------------------------------------------------------------------- the benchmark
 
 
@@ -327,6 +291,8 @@ def _jobs(task: Task, args) -> list[tuple[str, str, dict]]:
     if task is MNIST:
         for lr in _floats(args.dense_lrs, "--dense-lrs"):
             jobs.append((f"zo-rge-dense@lr={lr:g}", "zo-rge-dense", {"lr": lr}))
+        for lr in _floats(args.tt_lrs, "--tt-lrs"):
+            jobs.append((f"zo-rge-tt@lr={lr:g}", "zo-rge-tt", {"lr": lr}))
     return jobs
 
 
@@ -344,10 +310,23 @@ def _floats(text: str, what: str) -> list[float]:
         raise ConfigError(f"{what} must be comma-separated numbers, got {text!r}") from None
 
 
-def run_task(task: Task, args, data_path: str | None = None, *, n_seeds: int | None = None,
-             jobs: list[tuple[str, str, dict]] | None = None) -> dict:
+@dataclass
+class TaskPlan:
+    """The runs of one task: ``planned[i]`` = (label, seed) of ``payloads[i]``."""
+
+    task: Task
+    jobs: list[tuple[str, str, dict]]
+    cap: float | None
+    seeds: list[int]
+    recipes: dict[str, dict]
+    planned: list[tuple[str, int]]
+    payloads: list[dict]
+
+
+def plan_task(task: Task, args, data_path: str | None = None, *, n_seeds: int | None = None,
+              jobs: list[tuple[str, str, dict]] | None = None, full_epochs: int | None = None) -> TaskPlan:
     jobs = _jobs(task, args) if jobs is None else jobs
-    epochs = args.epochs or (task.quick_epochs if args.quick else None)
+    epochs = args.epochs or (task.quick_epochs if args.quick else full_epochs)
     cap = args.max_run_s or (QUICK_CAP_S if args.quick and task is not DIGITS else None)
     if task is not DIGITS and cap is None:
         cap = ZO_CAP_S
@@ -356,31 +335,73 @@ def run_task(task: Task, args, data_path: str | None = None, *, n_seeds: int | N
     if n_seeds < 1:
         raise ConfigError(f"--seeds must be at least 1, got {n_seeds}")
     seeds = [args.seed + i for i in range(n_seeds)]
-    runs: dict[str, list[dict]] = {}
-    recipes = {}
-    planned, payloads = [], []
+    plan = TaskPlan(task, jobs, cap, seeds, {}, [], [])
     for label, config, options in jobs:
         for seed in seeds:
             recipe = config_recipe(task, config, epochs=epochs, seed=seed, max_wall_s=cap, **options)
-            recipes[label] = recipe.config
-            planned.append((label, seed))
-            payloads.append({"name": f"{task.recipe}:{label}", "config": recipe.config, "data_path": data_path,
-                             "threads": args.threads})
-    for (label, seed), row in zip(planned, _run_all(payloads, args.in_process, args.jobs)):
+            plan.recipes[label] = recipe.config
+            plan.planned.append((label, seed))
+            plan.payloads.append({"name": f"{task.recipe}:{label}", "config": recipe.config,
+                                  "data_path": data_path, "threads": args.threads})
+    return plan
+
+
+def finish_task(plan: TaskPlan, rows: list[dict]) -> dict:
+    """The task's result from the rows of its runs (in ``plan.planned`` order)."""
+    runs: dict[str, list[dict]] = {}
+    for (label, seed), row in zip(plan.planned, rows):
         row["seed"] = seed
         runs.setdefault(label, []).append(row)
     return {
-        "recipe": task.recipe,
-        "epochs": recipes[jobs[0][0]]["train"]["epochs"],
-        "max_run_s": cap,
-        "seeds": seeds,
+        "recipe": plan.task.recipe,
+        "epochs": plan.recipes[plan.jobs[0][0]]["train"]["epochs"],
+        "max_run_s": plan.cap,
+        "seeds": plan.seeds,
         "goals": task_goals(runs),
         "summary": {c: _summary(rows) for c, rows in runs.items()},
         "runs": runs,
         "recipes": {c: {k: v for k, v in cfg.items() if k in ("model", "estimator", "optimizer", "phases",
                                                                 "fo_optimizer", "train", "groups")}
-                    for c, cfg in recipes.items()},
+                    for c, cfg in plan.recipes.items()},
     }
+
+
+def run_task(task: Task, args, data_path: str | None = None, **options) -> dict:
+    """Plan, run and summarize one task on its own."""
+    plan = plan_task(task, args, data_path, **options)
+    return finish_task(plan, _run_all(plan.payloads, args.in_process, args.jobs))
+
+
+def run_plans(plans: dict[str, TaskPlan], args) -> dict[str, dict]:
+    """Every task's runs in one pool of ``--jobs`` processes, the costliest schedules first (so the
+    long coordinate-wise runs overlap the many short ones instead of ending each task alone)."""
+    order = [(name, k) for name, plan in plans.items() for k in range(len(plan.payloads))]
+    order.sort(key=lambda item: -_cost_rank(plans[item[0]].payloads[item[1]]["config"]))
+    rows = _run_all([plans[n].payloads[k] for n, k in order], args.in_process, args.jobs)
+    by_task: dict[str, list] = {name: [None] * len(plan.payloads) for name, plan in plans.items()}
+    for (name, k), row in zip(order, rows):
+        by_task[name][k] = row
+    return {name: finish_task(plans[name], by_task[name]) for name in plans}
+
+
+TRAIN_SIZES = {"digits": 1347, "mnist": 60000}  # training images per epoch (digits: its 75 % split)
+
+
+def _cost_rank(config: dict) -> float:
+    """A rough ordering of run costs: coordinate-wise epochs × training images × Σ M·N·rank of the TT layers."""
+    phases = config.get("phases", [{**config, "start_epoch": 0}])
+    epochs = int(config["train"]["epochs"])
+    coordinate_epochs = 0
+    for i, p in enumerate(phases):
+        stop = phases[i + 1]["start_epoch"] if i + 1 < len(phases) else epochs
+        if p.get("estimator", {}).get("kind") in ("cge", "hybrid"):
+            coordinate_epochs += max(0, min(stop, epochs) - p.get("start_epoch", 0))
+    size = 0
+    for spec in config["model"].get("layer_specs", []):
+        if len(spec) == 3:  # (in_modes, out_modes, rank)
+            rank = spec[2] if isinstance(spec[2], int) else max(spec[2])
+            size += math.prod(spec[0]) * math.prod(spec[1]) * rank
+    return float(coordinate_epochs * TRAIN_SIZES.get(config.get("data", {}).get("name"), 60000) * size)
 
 
 def rank_table(res: dict) -> list[dict]:
@@ -410,7 +431,7 @@ def _selected_tasks(args) -> list[str]:
 def run(args) -> dict:
     for key, default in (("mnist", None), ("seeds", None), ("configs", ",".join(CONFIGS)), ("epochs", None),
                          ("in_process", False), ("threads", None), ("tasks", None), ("ranks", "2,4,6,8"),
-                         ("dense_lrs", ""), ("max_run_s", None), ("jobs", 1)):
+                         ("dense_lrs", ""), ("tt_lrs", ""), ("max_run_s", None), ("jobs", 1)):
         if not hasattr(args, key):
             setattr(args, key, default)
     if args.mnist is not None and not os.path.isdir(args.mnist):
@@ -422,49 +443,24 @@ def run(args) -> dict:
                        "one spawned process per run: peak_rss_mb is that process's high-water mark"),
         "tasks": {},
     }
+    plans: dict[str, TaskPlan] = {}
     for name in names:
         if name == "ranks":
-            res = run_task(MNIST, args, data_path=args.mnist, n_seeds=1, jobs=_rank_jobs(args))
-            res["rank_table"] = rank_table(res)
-            result["tasks"]["ranks"] = res
+            plans[name] = plan_task(MNIST, args, data_path=args.mnist, n_seeds=1, jobs=_rank_jobs(args),
+                                    full_epochs=RANK_EPOCHS)
         else:
             task = TASKS[name]
-            result["tasks"][name] = run_task(task, args, data_path=None if task is DIGITS else args.mnist,
-                                             n_seeds=None if task is DIGITS else 1)
+            plans[name] = plan_task(task, args, data_path=None if task is DIGITS else args.mnist,
+                                    n_seeds=None if task is DIGITS else 1)
+    for name, res in run_plans(plans, args).items():
+        if name == "ranks":
+            res["rank_table"] = rank_table(res)
+        result["tasks"][name] = res
     from . import tt_forward
 
     result["stacked_forward"] = tt_forward.run(rounds=3 if args.quick else 7)
     result["goals"], result["targets"] = all_goals(result)
     return result
-
-
-def all_goals(result: dict) -> tuple[dict, dict]:
-    """The top-level goals (digits ones unprefixed, MNIST ones prefixed) and their targets."""
-    goals: dict[str, Any] = {}
-    targets: dict[str, str] = {}
-    tasks = result["tasks"]
-    if "digits" in tasks:
-        g = tasks["digits"]["goals"]
-        goals.update({k: g.get(k) for k in ("hybrid_tt_gap_pp", "tt_compression", "tt_fo_loss_pp",
-                                            "tt_forward_pass_ratio")})
-        targets.update({"hybrid_tt_gap_pp": "<= 1.0", "tt_compression": ">= 20", "tt_fo_loss_pp": "<= 1.0",
-                        "tt_forward_pass_ratio": "> 1"})
-    if "mnist" in tasks:
-        g = tasks["mnist"]["goals"]
-        goals.update({f"mnist_{k}": g.get(k) for k in ("hybrid_tt_gap_pp", "tt_forward_pass_ratio",
-                                                       "tt_compression", "tt_fo_loss_pp")})
-        targets.update({"mnist_hybrid_tt_gap_pp": "<= 2", "mnist_tt_forward_pass_ratio": ">= 3",
-                        "mnist_tt_compression": ">= 100", "mnist_tt_fo_loss_pp": "<= 3"})
-    if "mnist1024" in tasks:
-        g = tasks["mnist1024"]["goals"]
-        goals.update({"mnist1024_hybrid_tt_gap_pp": g.get("hybrid_tt_gap_pp"),
-                      "mnist1024_tt_compression": g.get("tt_compression")})
-        targets.update({"mnist1024_hybrid_tt_gap_pp": "<= 3", "mnist1024_tt_compression": "~205"})
-    layer = result.get("stacked_forward", {}).get("layers", {}).get("784x256 r4")
-    if layer:
-        goals["tt_stacked_forward_time_over_dense"] = layer["time_over_dense"]["tt-reconstruct"]
-        targets["tt_stacked_forward_time_over_dense"] = "report (784x256 r4, q=11, batch 2000; ~1 = dense speed)"
-    return goals, targets
 
 
 def plot(result: dict, path) -> None:

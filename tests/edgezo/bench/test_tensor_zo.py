@@ -41,28 +41,10 @@ def test_config_recipe_rank_lr_and_cap():
     assert cfg["train"]["eval_every"] == 60000 // cfg["train"]["batch_size"] // 4
     dense = tensor_zo.config_recipe(tensor_zo.MNIST, "zo-rge-dense", lr=0.001).config
     assert dense["optimizer"]["lr"] == 0.001 and dense["model"]["sizes"] == [784, 256, 10]
+    assert "coord_path" not in dense.get("oracle", {})
+    assert cfg["oracle"]["coord_path"] == "delta"
     big = tensor_zo.config_recipe(tensor_zo.MNIST1024, "fo-tt").config
     assert big["model"]["layer_specs"][0][2] == 6
-
-
-def _run(acc, passes=(10, 20), params=100):
-    return {"test_accuracy": acc, "params": params,
-            "history": [{"forward_passes": p, "test_accuracy": acc * (i + 1) / len(passes)}
-                        for i, p in enumerate(passes)]}
-
-
-def test_goals_use_the_best_dense_setting_and_mnist_names():
-    runs = {"fo-dense": [_run(0.9, params=203530)], "fo-tt": [_run(0.88, params=1770)],
-            "zo-rge-dense": [_run(0.5, params=203530)], "zo-rge-dense@lr=0.003": [_run(0.6, (30, 60), 203530)],
-            "zo-rge-tt": [_run(0.7, (10, 20), 1770)], "zo-hybrid-tt": [_run(0.85, params=1770)]}
-    g = tensor_zo.task_goals(runs)
-    assert g["zo_dense_baseline"] == "zo-rge-dense@lr=0.003"
-    assert g["tt_forward_pass_ratio"] == 60 / 20  # TT reaches 0.6 at its 2nd evaluation (0.7)
-    assert g["hybrid_tt_gap_pp"] == pytest.approx(3.0) and g["tt_fo_loss_pp"] == pytest.approx(2.0)
-    result = {"tasks": {"mnist": {"goals": g}, "mnist1024": {"goals": {"hybrid_tt_gap_pp": 1.5}}}}
-    goals, targets = tensor_zo.all_goals(result)
-    assert goals["mnist_tt_compression"] == pytest.approx(203530 / 1770)
-    assert goals["mnist1024_hybrid_tt_gap_pp"] == 1.5 and set(goals) <= set(targets)
 
 
 def test_rank_table_and_task_selection():
@@ -94,10 +76,35 @@ def test_trainer_wall_cap_stops_after_one_step_and_evaluates():
 def test_parallel_runs_come_back_in_their_planned_order():
     """--jobs 2: two spawned processes at a time; every row lands under its own configuration and seed."""
     args = types.SimpleNamespace(configs="fo-tt,zo-rge-tt", seeds=2, seed=0, epochs=2, quick=False, max_run_s=1e-9,
-                                 threads=1, in_process=False, dense_lrs="", jobs=2)
+                                 threads=1, in_process=False, dense_lrs="", tt_lrs="", jobs=2)
     res = tensor_zo.run_task(tensor_zo.DIGITS, args)
     assert set(res["runs"]) == {"fo-tt", "zo-rge-tt"}
     for rows in res["runs"].values():
         assert [r["seed"] for r in rows] == [0, 1]
         assert all(r["steps"] == 1 and r["peak_rss_mb"] > 0 for r in rows)
     assert res["runs"]["fo-tt"][0]["backward_passes"] == 1 and res["runs"]["zo-rge-tt"][0]["backward_passes"] == 0
+
+
+def test_one_pool_runs_the_costliest_schedules_first_and_returns_rows_per_task(monkeypatch):
+    order = []
+
+    def fake_run_all(payloads, in_process, workers):
+        order.extend(p["name"] for p in payloads)
+        return [{"test_accuracy": 0.5, "test_loss": 1.0, "final_train_loss": 1.0, "params": 7,
+                 "forward_passes": 3, "backward_passes": 0, "samples_forwarded": 9, "steps": 1, "epochs": 1,
+                 "wall_s": 0.1, "estimator": "x", "rss_start_mb": None, "peak_rss_mb": None,
+                 "history": [{"step": 1, "forward_passes": 3, "wall_s": 0.1, "test_accuracy": 0.5}]}
+                for _ in payloads]
+
+    monkeypatch.setattr(tensor_zo, "_run_all", fake_run_all)
+    args = types.SimpleNamespace(configs="fo-tt,zo-hybrid-tt", seeds=1, seed=0, epochs=None, quick=False,
+                                 max_run_s=None, threads=1, in_process=True, dense_lrs="", tt_lrs="", jobs=2,
+                                 ranks="2,8")
+    plans = {"digits": tensor_zo.plan_task(tensor_zo.DIGITS, args),
+             "ranks": tensor_zo.plan_task(tensor_zo.MNIST, args, "unused", n_seeds=1,
+                                          jobs=tensor_zo._rank_jobs(args), full_epochs=tensor_zo.RANK_EPOCHS)}
+    res = tensor_zo.run_plans(plans, args)
+    assert order[0] == "mnist-tt:zo-hybrid-tt@r=8" and order[1] == "mnist-tt:zo-hybrid-tt@r=2"
+    assert set(res["ranks"]["runs"]) == {"fo-tt@r=2", "zo-hybrid-tt@r=2", "fo-tt@r=8", "zo-hybrid-tt@r=8"}
+    assert set(res["digits"]["runs"]) == {"fo-tt", "zo-hybrid-tt"}
+    assert res["ranks"]["epochs"] == tensor_zo.RANK_EPOCHS
