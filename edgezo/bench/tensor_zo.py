@@ -18,18 +18,27 @@ trainable parameters, against a dense 64→512→10 MLP with 38,410) and, with
 ``mnist-tt``: the authors' 784→256→10 net, rank 4, 1,770 trainable against a dense
 784→256→10 with 203,530), ``mnist1024`` (``mnist-tt-1024``: 784→1024→10, rank 6,
 3,962 against 814,090) and ``ranks`` (the 784→256→10 net at ranks 2, 4, 6, 8: FO and
-the ZO schedule, one seed). ``--tasks`` picks a subset; ``--dense-lrs`` adds a
-learning-rate sweep of ZO-RGE-dense (the forward-pass ratio is taken against the
-best dense setting). Every run also records test accuracy against wall time.
+the ZO schedule, one seed, 6 epochs). ``--tasks`` picks a subset; ``--dense-lrs`` and
+``--tt-lrs`` add learning-rate sweeps of ZO-RGE-dense and ZO-RGE-TT (the forward-pass
+ratio takes each side at its best setting). Every run also records test accuracy
+against wall time.
 
-CPU budget (2 cores, torch 2.13, measured per step at batch 2,000): every MNIST run
-is capped at ``--max-run-s`` (default 1,800 s; it stops after the step that crosses
-the cap and says so through its step count). At 20 epochs (600 steps) a ZO-RGE run on
-the 784→256→10 TT net takes ~6 min, FO ~1 min; the 784→1024→10 runs ~2-3× that; the
-full benchmark (digits + mnist + mnist1024 + ranks) is planned at ≤ 90 min but was
-not run end to end on the shared development host. ``--quick``: digits and, with ``--mnist``, only the
-784→256→10 task (unless ``--tasks`` says otherwise), two epochs per MNIST run, each
-capped at 20 s (a smoke run; its MNIST accuracies mean little).
+The MNIST recipes' schedule is one epoch of RGE, then CGE on every coordinate
+(``coord_path = "delta"``: each coordinate's loss from the exact change of one core
+entry, docs/methods/tensor-train-zo.md). That is what makes the ZO schedule converge like
+first-order training, at 1 + d forward passes a step.
+
+CPU budget (2 cores, torch 2.13, ``--jobs 2 --threads 1``: two runs at a time, one core
+each): every MNIST run is capped at ``--max-run-s`` (default 1,800 s; it stops after the
+step that crosses the cap and says so through its step count). All runs of all tasks share
+one pool of ``--jobs`` processes, the coordinate-wise runs (the long ones) first. Measured
+one-core step times at batch 250: the CGE step of the 784→256→10 rank-4 net 0.23 s (its
+11 CGE epochs ~11 min), 784→1024→10 rank 6 1.1 s (4 CGE epochs, ~20-25 min), rank 8 0.68 s;
+RGE steps 0.02-0.15 s, FO steps 0.01-0.1 s. The full run (digits with 3 seeds, mnist with
+the two learning-rate sweeps, mnist1024, ranks) is planned at ~1 hour. ``--quick``:
+digits and, with ``--mnist``, only the 784→256→10 task (unless ``--tasks`` says
+otherwise), two epochs per MNIST run, each capped at 20 s (a smoke run, ~1.5 min; its
+MNIST accuracies mean little).
 
 Reported per configuration: final test accuracy, forward passes (loss
 evaluations; FO also counts its backward passes separately), samples forwarded,
@@ -47,7 +56,9 @@ needs to first reach its final accuracy over those ZO-RGE-TT needs to reach it
 784→256→10 (gap ≤ 2, ratio ≥ 3, compression ≥ 100, FO loss ≤ 3) and
 ``mnist1024_hybrid_tt_gap_pp`` (≤ 3). ``stacked_forward`` (:mod:`.tt_forward`) times
 the stacked TT forward of q = 11 copies at batch 2,000 against the dense stacked
-forward and the matmul peak.
+forward and the matmul peak; with ``--mnist``, ``coordinate_queries`` (:mod:`.tt_coordinates`)
+times CGE's coordinate queries on both MNIST nets with one forward per coordinate and with
+the exact single-entry change (``coord_path = "delta"``).
 """
 
 from __future__ import annotations
@@ -459,6 +470,11 @@ def run(args) -> dict:
     from . import tt_forward
 
     result["stacked_forward"] = tt_forward.run(rounds=3 if args.quick else 7)
+    if args.mnist is not None:
+        from . import tt_coordinates
+
+        result["coordinate_queries"] = tt_coordinates.run(per_tensor=8 if args.quick else 32,
+                                                          rounds=1 if args.quick else 3)
     result["goals"], result["targets"] = all_goals(result)
     return result
 

@@ -202,7 +202,7 @@ class TTMLP(nn.Module):
         entry, so only its changed outputs are formed (:mod:`.coordinates`: M / m_k of them
         for a TT core, one for a bias or dense weight); the next layer adds their effect to
         its unperturbed output, Δy = W_next[:, S] (act(z_S + Δz_S) − act(z_S)); later layers
-        run on the q copies.
+        run on the q copies. This needs an elementwise activation (every built-in one is).
         """
         from .coordinates import chunk_size, layer_changes, scatter_changes, units_changed
 

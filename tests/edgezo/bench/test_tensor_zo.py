@@ -108,3 +108,14 @@ def test_one_pool_runs_the_costliest_schedules_first_and_returns_rows_per_task(m
     assert set(res["ranks"]["runs"]) == {"fo-tt@r=2", "zo-hybrid-tt@r=2", "fo-tt@r=8", "zo-hybrid-tt@r=8"}
     assert set(res["digits"]["runs"]) == {"fo-tt", "zo-hybrid-tt"}
     assert res["ranks"]["epochs"] == tensor_zo.RANK_EPOCHS
+
+
+def test_coordinate_query_timing_compares_both_paths_on_the_same_coordinates():
+    from edgezo.bench import tt_coordinates
+
+    res = tt_coordinates.run(batch=8, per_tensor=4, rounds=1,
+                             nets={"tiny": [[[2, 3], [2, 2], 2], [[2, 2], [1, 5], 2]]})["tiny"]
+    # cores (1,2,2,2) + (2,2,3,1) + bias 4, then (1,1,2,2) + (2,5,2,1) + bias 5; 4 sampled from each tensor
+    assert res["coordinates"] == 8 + 12 + 4 + 4 + 20 + 5 and res["sampled"] == 6 * 4
+    assert res["max_loss_difference"] < 1e-5
+    assert set(res["us_per_coordinate"]) == {"block", "delta"} and res["delta_full_step_s"] > 0
