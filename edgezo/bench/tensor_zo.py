@@ -120,8 +120,9 @@ def add_arguments(parser) -> None:
                         help="the same sweep for zo-rge-tt (the TT side tuned as well as the dense one); the best "
                              "setting of each side enters mnist_tt_forward_pass_ratio")
     parser.add_argument("--seeds", type=int,
-                        help="seeds per configuration (default 3, or 1 with --quick): digits test accuracies "
-                             "move by ~1 point from seed to seed (450 test images)")
+                        help="seeds per configuration (default: 3 on digits, whose test accuracies move by ~1 "
+                             "point from seed to seed on 450 test images; 1 on the MNIST tasks and with --quick); "
+                             "the rank study always runs one seed")
     parser.add_argument("--configs", default=",".join(CONFIGS),
                         help=f"comma-separated subset of {', '.join(CONFIGS)}")
     parser.add_argument("--epochs", type=int, help="override the epochs of every run")
@@ -439,6 +440,20 @@ def _selected_tasks(args) -> list[str]:
     return names
 
 
+def plan_all(args, names: list[str]) -> dict[str, TaskPlan]:
+    """The plan of every selected task (digits: 3 seeds by default; MNIST tasks: 1 unless --seeds; ranks: 1)."""
+    plans: dict[str, TaskPlan] = {}
+    for name in names:
+        if name == "ranks":
+            plans[name] = plan_task(MNIST, args, data_path=args.mnist, n_seeds=1, jobs=_rank_jobs(args),
+                                    full_epochs=RANK_EPOCHS)
+        else:
+            task = TASKS[name]
+            plans[name] = plan_task(task, args, data_path=None if task is DIGITS else args.mnist,
+                                    n_seeds=None if task is DIGITS or args.seeds is not None else 1)
+    return plans
+
+
 def run(args) -> dict:
     for key, default in (("mnist", None), ("seeds", None), ("configs", ",".join(CONFIGS)), ("epochs", None),
                          ("in_process", False), ("threads", None), ("tasks", None), ("ranks", "2,4,6,8"),
@@ -454,16 +469,7 @@ def run(args) -> dict:
                        "one spawned process per run: peak_rss_mb is that process's high-water mark"),
         "tasks": {},
     }
-    plans: dict[str, TaskPlan] = {}
-    for name in names:
-        if name == "ranks":
-            plans[name] = plan_task(MNIST, args, data_path=args.mnist, n_seeds=1, jobs=_rank_jobs(args),
-                                    full_epochs=RANK_EPOCHS)
-        else:
-            task = TASKS[name]
-            plans[name] = plan_task(task, args, data_path=None if task is DIGITS else args.mnist,
-                                    n_seeds=None if task is DIGITS else 1)
-    for name, res in run_plans(plans, args).items():
+    for name, res in run_plans(plan_all(args, names), args).items():
         if name == "ranks":
             res["rank_table"] = rank_table(res)
         result["tasks"][name] = res

@@ -119,3 +119,16 @@ def test_coordinate_query_timing_compares_both_paths_on_the_same_coordinates():
     assert res["coordinates"] == 8 + 12 + 4 + 4 + 20 + 5 and res["sampled"] == 6 * 4
     assert res["max_loss_difference"] < 1e-5
     assert set(res["us_per_coordinate"]) == {"block", "delta"} and res["delta_full_step_s"] > 0
+
+
+def test_seeds_reach_the_mnist_tasks_but_not_the_rank_study():
+    def args(seeds):
+        return types.SimpleNamespace(configs="fo-tt", seeds=seeds, seed=5, epochs=None, quick=False, max_run_s=None,
+                                     threads=1, in_process=True, dense_lrs="", tt_lrs="", jobs=1, ranks="2",
+                                     mnist="/data")
+
+    default = tensor_zo.plan_all(args(None), ["digits", "mnist", "ranks"])
+    assert [default[n].seeds for n in ("digits", "mnist", "ranks")] == [[5, 6, 7], [5], [5]]
+    two = tensor_zo.plan_all(args(2), ["digits", "mnist", "mnist1024", "ranks"])
+    assert [two[n].seeds for n in ("digits", "mnist", "mnist1024", "ranks")] == [[5, 6], [5, 6], [5, 6], [5]]
+    assert [p["config"]["train"]["seed"] for p in two["mnist"].payloads] == [5, 6]
