@@ -101,7 +101,8 @@ def test_zo_on_a_tt_model_lowers_the_training_loss(digits, phases):
 
 def test_tensor_zo_bench_configurations():
     """The benchmark's five runs differ from the TT recipe only where they must."""
-    from edgezo.bench.tensor_zo import CONFIGS, DIGITS, config_recipe, forward_pass_ratio, scaled_phases
+    from edgezo.bench.tensor_zo import CONFIGS, DIGITS, config_recipe, scaled_phases
+    from edgezo.bench.tensor_zo_goals import forward_pass_ratio
 
     recipes = {c: config_recipe(DIGITS, c, seed=3).config for c in CONFIGS}
     assert {c: r["model"]["kind"] for c, r in recipes.items()} == {
