@@ -113,11 +113,11 @@ def build(kind: str, out: str | os.PathLike | None = None) -> Path:
             return rtl_build.build("fw", None if out is None else Path(out) / "rtl")
         except rtl_build.RtlBuildError as exc:
             raise FirmwareError(str(exc)) from None
+    from .build_lock import make_locked
+
     out = Path(out) if out is not None else build_dir()
-    out.mkdir(parents=True, exist_ok=True)
     target = "host" if kind == "host" else "m4"
-    proc = subprocess.run(["make", "-s", "-C", str(FIRMWARE_DIR), f"BUILD={out.resolve()}", target],
-                          capture_output=True, text=True)
+    proc = make_locked(["make", "-s", "-C", str(FIRMWARE_DIR), f"BUILD={out.resolve()}", target], out)
     if proc.returncode:
         raise FirmwareError(f"make {target} failed:\n{proc.stdout}{proc.stderr}")
     return out / ("host/edgezo-fw" if kind == "host" else "m4/edgezo-fw.elf")

@@ -52,12 +52,12 @@ def build(what: str = "lib", out: str | os.PathLike | None = None, size: dict | 
     reason = missing("verilator")
     if reason:
         raise RtlBuildError(reason)
+    from ..build_lock import make_locked
+
     out = Path(out) if out is not None else build_dir()
-    out.mkdir(parents=True, exist_ok=True)
     size = {**DEFAULT_SIZE, **(size or {})}
     args = [f"{k}={v}" for k, v in size.items()]
-    proc = subprocess.run(["make", "-s", "-C", str(RTL_DIR), f"BUILD={out.resolve()}", *args, what],
-                          capture_output=True, text=True)
+    proc = make_locked(["make", "-s", "-C", str(RTL_DIR), f"BUILD={out.resolve()}", *args, what], out)
     if proc.returncode:
         raise RtlBuildError(f"make {what} failed:\n{proc.stdout}{proc.stderr}")
     return out / ("libezr.so" if what == "lib" else "edgezo-fw-rtl")
