@@ -33,9 +33,10 @@ each): every MNIST run is capped at ``--max-run-s`` (default 1,800 s; it stops a
 step that crosses the cap and says so through its step count). All runs of all tasks share
 one pool of ``--jobs`` processes, the coordinate-wise runs (the long ones) first. Measured
 one-core step times at batch 250: the CGE step of the 784→256→10 rank-4 net 0.23 s (its
-11 CGE epochs ~11 min), 784→1024→10 rank 6 1.1 s (4 CGE epochs, ~20-25 min), rank 8 0.68 s;
+11 CGE epochs ~11 min), 784→1024→10 rank 6 1.1 s (4 CGE epochs, 19 min), rank 8 0.68 s;
 RGE steps 0.02-0.15 s, FO steps 0.01-0.1 s. The full run (digits with 3 seeds, mnist with
-the two learning-rate sweeps, mnist1024, ranks) is planned at ~1 hour. ``--quick``:
+the two learning-rate sweeps, mnist1024, ranks) took 40 min 40 s on 2026-12-06
+(docs/methods/tensor-train-zo.md). ``--quick``:
 digits and, with ``--mnist``, only the 784→256→10 task (unless ``--tasks`` says
 otherwise), two epochs per MNIST run, each capped at 20 s (a smoke run, ~1.5 min; its
 MNIST accuracies mean little).

@@ -27,32 +27,11 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from .decomposition import merge_left, merge_right
 from .layer import TTLinear
 
 __all__ = ["tt_core_changes", "bias_changes", "linear_weight_changes", "scatter_changes", "layer_changes",
            "chunk_size", "units_changed"]
-
-
-def _merge_left(cores) -> Tensor:
-    """G_1 ⋯ G_{k-1} as (M_<k, N_<k, r_{k-1}); (1, 1, 1) of ones for k = 1."""
-    if not cores:
-        return torch.ones(1, 1, 1)
-    left = cores[0][0]  # (m, n, r)
-    for g in cores[1:]:
-        i, j, _ = left.shape
-        left = torch.einsum("IJa,aijc->IiJjc", left, g).reshape(i * g.shape[1], j * g.shape[2], g.shape[3])
-    return left
-
-
-def _merge_right(cores) -> Tensor:
-    """G_{k+1} ⋯ G_K as (r_k, M_>k, N_>k); (1, 1, 1) of ones for k = K."""
-    if not cores:
-        return torch.ones(1, 1, 1)
-    right = cores[-1][..., 0]  # (r, m, n)
-    for g in reversed(cores[:-1]):
-        _, i, j = right.shape
-        right = torch.einsum("aijc,cIJ->aiIjJ", g, right).reshape(g.shape[0], g.shape[1] * i, g.shape[2] * j)
-    return right
 
 
 def tt_core_changes(layer: TTLinear, core: int, index: Tensor, delta: Tensor, x: Tensor,
@@ -65,8 +44,9 @@ def tt_core_changes(layer: TTLinear, core: int, index: Tensor, delta: Tensor, x:
     cores = layer.cores
     g = cores[core]
     r0, m, n, r1 = g.shape
-    left = _merge_left(cores[:core]).to(x)
-    right = _merge_right(cores[core + 1:]).to(x)
+    before, after = cores[:core], cores[core + 1:]
+    left = merge_left(before, [False] * len(before))[0] if before else x.new_ones(1, 1, 1)
+    right = merge_right(after, [False] * len(after))[0] if after else x.new_ones(1, 1, 1)
     m_lt, n_lt = left.shape[0], left.shape[1]
     m_gt, n_gt = right.shape[1], right.shape[2]
     batch = x.shape[0]

@@ -182,6 +182,29 @@ def _ein(spec_a: str, a: Tensor, a_q: bool, spec_b: str, b: Tensor, b_q: bool, s
 
 
 
+def merge_left(cores: Sequence[Tensor], stacked: Sequence[bool]) -> tuple[Tensor, bool]:
+    """G_1 ⋯ G_j (j ≥ 1 cores, the first with r_0 = 1) as (q?, M_j, N_j, r_j): rows and
+    columns are the row-major multi-indices of the merged modes."""
+    left, l_q = cores[0][..., 0, :, :, :], stacked[0]  # (q?, m1, n1, r1)
+    for g, g_q in zip(cores[1:], stacked[1:]):
+        left = _ein("IJa", left, l_q, "aijc", g, g_q, "IiJjc")
+        l_q = l_q or g_q
+        sh = left.shape
+        left = left.reshape(*sh[:-5], sh[-5] * sh[-4], sh[-3] * sh[-2], sh[-1])
+    return left, l_q
+
+
+def merge_right(cores: Sequence[Tensor], stacked: Sequence[bool]) -> tuple[Tensor, bool]:
+    """G_j ⋯ G_K (the last with r_K = 1) as (q?, r_{j-1}, M, N)."""
+    right, r_q = cores[-1][..., 0], stacked[-1]  # (q?, r, mK, nK)
+    for g, g_q in zip(reversed(cores[:-1]), reversed(stacked[:-1])):
+        right = _ein("aijc", g, g_q, "cIJ", right, r_q, "aiIjJ")
+        r_q = r_q or g_q
+        sh = right.shape
+        right = right.reshape(*sh[:-5], sh[-5], sh[-4] * sh[-3], sh[-2] * sh[-1])
+    return right, r_q
+
+
 def _reconstruct(cores: Sequence[Tensor], stacked: Sequence[bool]) -> tuple[Tensor, bool]:
     """Dense W (M, N), or (q, M, N) when any core carries a leading q axis.
 
@@ -194,18 +217,8 @@ def _reconstruct(cores: Sequence[Tensor], stacked: Sequence[bool]) -> tuple[Tens
     if k == 1:
         return cores[0][..., 0, :, :, 0], stacked[0]
     h = k // 2
-    left, l_q = cores[0][..., 0, :, :, :], stacked[0]  # (q?, m1, n1, r1)
-    for g, g_q in zip(cores[1:h], stacked[1:h]):
-        left = _ein("IJa", left, l_q, "aijc", g, g_q, "IiJjc")
-        l_q = l_q or g_q
-        sh = left.shape
-        left = left.reshape(*sh[:-5], sh[-5] * sh[-4], sh[-3] * sh[-2], sh[-1])
-    right, r_q = cores[k - 1][..., 0], stacked[k - 1]  # (q?, r, mK, nK)
-    for g, g_q in zip(reversed(cores[h:k - 1]), reversed(stacked[h:k - 1])):
-        right = _ein("aijc", g, g_q, "cIJ", right, r_q, "aiIjJ")
-        r_q = r_q or g_q
-        sh = right.shape
-        right = right.reshape(*sh[:-5], sh[-5], sh[-4] * sh[-3], sh[-2] * sh[-1])
+    left, l_q = merge_left(cores[:h], stacked[:h])
+    right, r_q = merge_right(cores[h:], stacked[h:])
     w = _ein("IJa", left, l_q, "aij", right, r_q, "IiJj")
     sh = w.shape
     return w.reshape(*sh[:-4], sh[-4] * sh[-3], sh[-2] * sh[-1]), l_q or r_q
