@@ -464,6 +464,10 @@ def run(args) -> dict:
     if args.mnist is not None and not os.path.isdir(args.mnist):
         raise ConfigError(f"--mnist {args.mnist}: not a directory (give the folder with the MNIST-format IDX files)")
     names = _selected_tasks(args)
+    sweeps = {flag: _floats(text, flag) for flag, text in (("--dense-lrs", args.dense_lrs), ("--tt-lrs", args.tt_lrs))}
+    if any(sweeps.values()) and "mnist" not in names:
+        raise ConfigError("--dense-lrs and --tt-lrs sweep the 784-256-10 task only: run it too "
+                          "(--mnist DIR, and mnist in --tasks)")
     result: dict[str, Any] = {
         "rss_method": ("in-process: rss_growth_mb = growth of this process's peak RSS during each run"
                        if args.in_process else

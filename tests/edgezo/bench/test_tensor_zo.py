@@ -132,3 +132,11 @@ def test_seeds_reach_the_mnist_tasks_but_not_the_rank_study():
     two = tensor_zo.plan_all(args(2), ["digits", "mnist", "mnist1024", "ranks"])
     assert [two[n].seeds for n in ("digits", "mnist", "mnist1024", "ranks")] == [[5, 6], [5, 6], [5, 6], [5]]
     assert [p["config"]["train"]["seed"] for p in two["mnist"].payloads] == [5, 6]
+
+
+def test_learning_rate_sweeps_are_checked_before_anything_runs(tmp_path):
+    base = dict(tasks="digits", mnist=None, quick=True, out=str(tmp_path), seed=0)
+    with pytest.raises(ValueError, match="comma-separated numbers"):
+        tensor_zo.run(types.SimpleNamespace(**base, tt_lrs="abc"))
+    with pytest.raises(ValueError, match="784-256-10 task only"):
+        tensor_zo.run(types.SimpleNamespace(**base, dense_lrs="0.001"))
